@@ -1,0 +1,184 @@
+"""Reads a processed symbol table in place and answers lookups by the Breakpad rule.
+
+The table is memory-mapped; keys are bisected where they lie, and only the compressed page
+holding the wanted value is inflated (small LRU caches keep hot pages and parsed FUNC blocks).
+Nothing is scanned or loaded whole per request.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import zlib
+from bisect import bisect_right
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from diskcache import tableformat as fmt
+from diskcache.symfile import FuncBlock, parse_func_block
+from symcommon.frames import FrameInfo, InlineFrame
+
+PAGE_CACHE_SIZE = 64
+BLOCK_CACHE_SIZE = 512
+
+
+class _SortedTable:
+    """One sorted u64 -> bytes table of the file, read in place."""
+
+    def __init__(self, view: memoryview, entry: dict[str, Any], limit: int) -> None:
+        try:
+            count = int(entry["count"])
+            page_count = int(entry["page_count"])
+            self.keys = _cast(view, entry["keys"], count, "Q", limit)
+            self.aux = _cast(view, entry["aux"], count, "Q", limit) if "aux" in entry else None
+            self._refs = _cast(view, entry["refs"], 3 * count, "I", limit)
+            self._spans = _cast(view, entry["page_spans"], 2 * page_count, "Q", limit)
+        except (KeyError, TypeError, ValueError) as error:
+            raise fmt.TableFormatError(f"bad table directory: {error}") from error
+        for i in range(0, 2 * page_count, 2):
+            if not fmt.HEADER_SIZE <= self._spans[i] <= self._spans[i + 1] <= limit:
+                raise fmt.TableFormatError("page out of bounds")
+        self._view = view
+        self._page = lru_cache(maxsize=PAGE_CACHE_SIZE)(self._inflate)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _inflate(self, page: int) -> bytes:
+        start, end = self._spans[2 * page], self._spans[2 * page + 1]
+        try:
+            return zlib.decompress(self._view[start:end])
+        except zlib.error as error:
+            raise fmt.TableFormatError(f"corrupt page {page}: {error}") from error
+
+    def value(self, index: int) -> bytes:
+        refs = self._refs
+        page, start, length = refs[3 * index], refs[3 * index + 1], refs[3 * index + 2]
+        return self._page(page)[start:start + length]
+
+    def floor(self, key: int) -> int:
+        """Index of the greatest key <= ``key``, or -1."""
+        return bisect_right(self.keys, key) - 1
+
+    def get(self, key: int) -> bytes | None:
+        index = self.floor(key)
+        if index >= 0 and self.keys[index] == key:
+            return self.value(index)
+        return None
+
+
+def _cast(view: memoryview, offset: Any, count: int, kind: str, limit: int) -> memoryview:
+    size = 8 if kind == "Q" else 4
+    offset = int(offset)
+    if count < 0 or offset < fmt.HEADER_SIZE or offset + count * size > limit:
+        raise fmt.TableFormatError("array out of bounds")
+    return view[offset:offset + count * size].cast(kind)
+
+
+class SymbolTable:
+    """A processed symbol file: module info plus lookups of module offsets."""
+
+    def __init__(self, buffer: Any, path: Path | None = None) -> None:
+        view = memoryview(buffer)
+        dir_offset, dir_length = fmt.check_header(view, len(view))
+        try:
+            directory = json.loads(bytes(view[dir_offset:dir_offset + dir_length]))
+            self.module: dict[str, Any] = directory["module"]
+            self.stats: dict[str, Any] = directory.get("stats", {})
+            tables = {name: _SortedTable(view, directory["tables"][name], dir_offset)
+                      for name in fmt.TABLE_NAMES}
+        except (ValueError, KeyError, TypeError) as error:
+            raise fmt.TableFormatError(f"bad directory: {error}") from error
+        self.path = path
+        self.size = len(view)
+        self._buffer = buffer
+        self._funcs = tables["funcs"]
+        self._publics = tables["publics"]
+        self._files = tables["files"]
+        self._origins = tables["origins"]
+        self._block = lru_cache(maxsize=BLOCK_CACHE_SIZE)(self._parse_block)
+        self._file_name = lru_cache(maxsize=4096)(self._lookup_name_in(self._files))
+        self._origin_name = lru_cache(maxsize=4096)(self._lookup_name_in(self._origins))
+
+    @classmethod
+    def open(cls, path: Path) -> SymbolTable:
+        """Map the file read-only; raises :class:`TableFormatError` if it is not a whole table."""
+        with open(path, "rb") as file:
+            try:
+                mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+            except ValueError as error:  # empty file
+                raise fmt.TableFormatError("empty file") from error
+        return cls(mapped, path)
+
+    @property
+    def code_file(self) -> str | None:
+        return self.module.get("code_file")
+
+    @staticmethod
+    def _lookup_name_in(table: _SortedTable):
+        def lookup(number: int) -> str | None:
+            value = table.get(number)
+            return None if value is None else value.decode("utf-8", "replace")
+        return lookup
+
+    def _parse_block(self, index: int) -> tuple[str, FuncBlock]:
+        name, _, block = self._funcs.value(index).partition(b"\n")
+        return name.decode("utf-8", "replace"), parse_func_block(block)
+
+    def lookup(self, offset: int) -> FrameInfo | None:
+        """The symbol for a module offset, by the Breakpad rule (see the README)."""
+        funcs = self._funcs
+        index = funcs.floor(offset)
+        nearest_func = -1
+        if index >= 0:
+            address = funcs.keys[index]
+            size = funcs.aux[index]  # type: ignore[index]
+            if offset < address + size:
+                return self._in_function(index, address, size, offset)
+            nearest_func = address
+        public = self._publics.floor(offset)
+        if public >= 0 and self._publics.keys[public] > nearest_func:
+            address = self._publics.keys[public]
+            name = self._publics.value(public).decode("utf-8", "replace")
+            return FrameInfo(name, offset - address)
+        return None
+
+    def _in_function(self, index: int, address: int, size: int, offset: int) -> FrameInfo:
+        name, block = self._block(index)
+        file = line = None
+        at = bisect_right(block.line_starts, offset) - 1
+        if at >= 0:
+            end, line_number, file_number = block.line_records[at]
+            if offset < end:
+                file = self._file_name(file_number)
+                line = line_number if file is not None else None
+        chain = self._inline_chain(block, offset)
+        if not chain:
+            return FrameInfo(name, offset - address, size, file, line)
+        inlines = []
+        # The deepest frame has the line record's position; each shallower frame (and
+        # finally the FUNC) is at the call site recorded by the inline one level deeper.
+        for record, origin_name in reversed(chain):
+            inlines.append(InlineFrame(origin_name, file, line))
+            file = self._file_name(record.call_file)
+            line = record.call_line if file is not None else None
+        return FrameInfo(name, offset - address, size, file, line, tuple(inlines))
+
+    def _inline_chain(self, block: FuncBlock, offset: int) -> list[tuple[Any, str]]:
+        if not block.inlines:
+            return []
+        by_depth: dict[int, Any] = {}
+        for record in block.inlines:
+            if record.depth not in by_depth and record.contains(offset):
+                by_depth[record.depth] = record
+        chain = []
+        depth = 0
+        while depth in by_depth:
+            record = by_depth[depth]
+            origin_name = self._origin_name(record.origin)
+            if origin_name is None:
+                break
+            chain.append((record, origin_name))
+            depth += 1
+        return chain
