@@ -1,0 +1,76 @@
+"""The DiskCache's HTTP API: the same protocol as SymServer, plus its own debug actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tornado.web
+
+from diskcache.provider import SymbolProvider
+from symcommon import requests as api
+from symcommon.responses import v4_response, v5_result
+from symcommon.web import ApiError, JsonHandler, LoadBalancerHeartbeat, NotFoundHandler, log_request
+
+MAX_JOBS = 100  # SymServer enforces the public limit; this only bounds internal requests
+
+
+class DiskCacheHandler(JsonHandler):
+    @property
+    def provider(self) -> SymbolProvider:
+        return self.application.settings["provider"]
+
+
+class V4Handler(DiskCacheHandler):
+    """POST / (version required, debug protocol allowed) and POST /symbolicate/v4."""
+
+    def initialize(self, default_version: int | None) -> None:
+        self.default_version = default_version
+
+    async def post(self) -> None:
+        body = self.json_body()
+        debug = api.parse_debug(body)
+        if debug is not None:
+            self.require_loopback()
+            self.write_json(await self.debug_action(debug))
+            return
+        version, job = api.parse_v4(body, self.default_version)
+        answers = await self.provider.answer(job)
+        self.write_json(v4_response(job, answers, version), compact=False)
+
+    async def debug_action(self, request: api.DebugRequest) -> dict[str, Any]:
+        module = api.debug_module(request)
+        if request.action == "cacheAddRaw":
+            path = await self.provider.add_raw(module)
+            return {"path": str(path) if path else None}
+        if request.action == "cacheGet":
+            path = await self.provider.cache_path(module)
+            return {"path": str(path) if path else None}
+        if request.action == "cacheEvict":
+            return {"success": self.provider.evict(module)}
+        if request.action == "cacheExists":
+            return {"exists": self.provider.exists(module)}
+        raise ApiError(400, f"action: unknown DiskCache debug action {request.action[:60]!r} "
+                            "(cacheAddRaw, cacheGet, cacheEvict, cacheExists)")
+
+
+class V5Handler(DiskCacheHandler):
+    async def post(self) -> None:
+        jobs = api.parse_v5(self.json_body(), MAX_JOBS)
+        results = []
+        for job in jobs:
+            results.append(v5_result(job, await self.provider.answer(job)))
+        self.write_json({"results": results})
+
+
+def make_app(provider: SymbolProvider) -> tornado.web.Application:
+    return tornado.web.Application(
+        [
+            (r"/", V4Handler, {"default_version": None}),
+            (r"/symbolicate/v4", V4Handler, {"default_version": 4}),
+            (r"/symbolicate/v5", V5Handler),
+            (r"/__lbheartbeat__", LoadBalancerHeartbeat),
+        ],
+        default_handler_class=NotFoundHandler,
+        log_function=log_request,
+        provider=provider,
+    )

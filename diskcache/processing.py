@@ -1,0 +1,58 @@
+"""Turning .sym text into tables in worker processes.
+
+Parsing a big symbol file is CPU work; doing it in another process keeps the DiskCache's
+event loop answering lookups for modules it already has, and uses the second core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from diskcache.symfile import ProcessStats, process_symbol_file
+
+
+def process_file(source: Path, destination: Path) -> ProcessStats:
+    """Parse ``source`` into a complete, synced table file at ``destination``."""
+    try:
+        with open(source, "rb") as text, open(destination, "w+b") as table:
+            stats = process_symbol_file(text, table)
+            table.flush()
+            os.fsync(table.fileno())
+        return stats
+    except BaseException:
+        destination.unlink(missing_ok=True)
+        raise
+
+
+class Processor:
+    """A pool of worker processes (``processWorkers``), recreated if a worker dies."""
+
+    def __init__(self, workers: int) -> None:
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")  # no copy of the event loop's state
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=context)
+        return self._pool
+
+    async def process(self, source: Path, destination: Path) -> ProcessStats:
+        loop = asyncio.get_running_loop()
+        pool = self._get_pool()
+        try:
+            return await loop.run_in_executor(pool, process_file, source, destination)
+        except BrokenProcessPool:
+            self._pool = None
+            destination.unlink(missing_ok=True)
+            raise
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

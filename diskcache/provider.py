@@ -1,0 +1,289 @@
+"""Where symbols come from: the processed cache, local symbol dirs, then the symbol stores.
+
+Each module is fetched and processed at most once at a time: concurrent requests for it
+wait on the same task.  A module found nowhere is remembered as missing for
+``missingModuleTTLSeconds`` so a burst of requests does not refetch it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from diskcache.fetcher import SymbolFetcher
+from diskcache.lru import RAW, TABLE, CacheEntry, DiskLRU
+from diskcache.processing import Processor
+from diskcache.symfile import NotASymbolFile
+from diskcache.tableformat import TableFormatError
+from diskcache.tablereader import SymbolTable
+from symcommon.logs import printable
+from symcommon.modules import ModuleId
+from symcommon.requests import Job
+from symcommon.responses import JobAnswers, ModuleAnswer
+
+log = logging.getLogger("diskcache.provider")
+
+OPEN_TABLES = 256
+LOCAL_TABLES = 64
+INLINE_LOOKUP_LIMIT = 256  # more frames than this are looked up off the event loop
+MB = 1024 * 1024
+
+
+class SymbolProvider:
+    """Finds (fetching and processing when needed) the table for a module."""
+
+    def __init__(self, section: dict[str, Any]) -> None:
+        self.lru = DiskLRU(Path(section["cachePath"]), section["maxSizeMB"] * MB,
+                           on_evict=self._forget_open)
+        self.local_dirs = [Path(d) for d in section["localSymbolDirs"]]
+        self.fetcher = SymbolFetcher(section["symbolURLs"], section["retries"],
+                                     section["retryDelayMs"], section["downloadTimeoutSeconds"])
+        self.processor = Processor(section["processWorkers"])
+        self.missing_ttl = section["missingModuleTTLSeconds"]
+        self.threads = ThreadPoolExecutor(8, thread_name_prefix="diskcache-io")
+        self._open: OrderedDict[ModuleId, SymbolTable] = OrderedDict()
+        self._local: OrderedDict[Path, tuple[int, int, SymbolTable]] = OrderedDict()
+        self._missing: dict[ModuleId, float] = {}
+        self._inflight: dict[Any, asyncio.Future] = {}
+
+    def start(self) -> None:
+        self.lru.load(_is_valid_table)
+
+    async def close(self) -> None:
+        self.processor.shutdown()
+        self.threads.shutdown(wait=False, cancel_futures=True)
+
+    # -- finding a table ------------------------------------------------------------------
+
+    async def table(self, module: ModuleId) -> SymbolTable | None:
+        """The module's table, or None if its symbols cannot be found or processed."""
+        table = self._cached_table(module)
+        if table is not None:
+            return table
+        if self.lru.contains(module, RAW):
+            return await self._once(("raw-to-table", module), lambda: self._process_raw(module))
+        local = self._local_file(module)
+        if local is not None:
+            return await self._once(("local", local), lambda: self._load_local(local))
+        deadline = self._missing.get(module)
+        if deadline is not None:
+            if time.monotonic() < deadline:
+                return None
+            del self._missing[module]
+        return await self._once(("fetch", module), lambda: self._fetch_table(module))
+
+    def _cached_table(self, module: ModuleId) -> SymbolTable | None:
+        entry = self.lru.get(module, TABLE)
+        if entry is None:
+            return None
+        table = self._open.get(module)
+        if table is not None:
+            self._open.move_to_end(module)
+            return table
+        try:
+            table = SymbolTable.open(entry.path)
+        except (OSError, TableFormatError) as error:
+            log.warning("cached table %s is unusable (%s); fetching it again",
+                        printable(entry.path.name), error)
+            self.lru.remove(module, TABLE)
+            return None
+        self._open[module] = table
+        if len(self._open) > OPEN_TABLES:
+            self._open.popitem(last=False)
+        return table
+
+    def _forget_open(self, entry: CacheEntry) -> None:
+        if entry.kind == TABLE:
+            self._open.pop(entry.module, None)
+
+    async def _once(self, key: Any, make: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``make`` once for concurrent callers with the same key; all get its result."""
+        future = self._inflight.get(key)
+        if future is None:
+            future = asyncio.ensure_future(make())
+            self._inflight[key] = future
+            future.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await asyncio.shield(future)
+
+    def _local_file(self, module: ModuleId) -> Path | None:
+        for directory in self.local_dirs:
+            path = directory / module.debug_file / module.debug_id / module.sym_file_name
+            if path.is_file():
+                return path
+        return None
+
+    async def _load_local(self, path: Path) -> SymbolTable | None:
+        """Local files are processed into memory, not the cache; a rebuilt file is reprocessed."""
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        known = self._local.get(path)
+        if known is not None and known[:2] == (stat.st_mtime_ns, stat.st_size):
+            self._local.move_to_end(path)
+            return known[2]
+        table = await self._process_to_table(path, None, keep=False)
+        if table is not None:
+            self._local[path] = (stat.st_mtime_ns, stat.st_size, table)
+            if len(self._local) > LOCAL_TABLES:
+                self._local.popitem(last=False)
+        return table
+
+    async def _process_to_table(self, source: Path, module: ModuleId | None,
+                                keep: bool) -> SymbolTable | None:
+        """Process ``source``; ``keep`` adds the table to the cache, else it lives in memory only."""
+        destination = self.lru.temporary_path(module.cache_stem if module else "local", "table")
+        started = time.monotonic()
+        try:
+            stats = await self.processor.process(source, destination)
+            if keep and module is not None:
+                entry = self.lru.add(module, TABLE, destination)
+                table = SymbolTable.open(entry.path)
+                self._open[module] = table
+            else:
+                table = SymbolTable.open(destination)  # stays mapped after the unlink below
+        except NotASymbolFile as error:
+            log.warning("%s is not a symbol file: %s", printable(source.name), error)
+            return None
+        except Exception as error:  # noqa: BLE001 - whatever went wrong, the module is unknown
+            log.error("processing %s failed: %s: %s", printable(source.name), type(error).__name__, error)
+            return None
+        finally:
+            if not keep:
+                destination.unlink(missing_ok=True)
+        log.info("processed %s: %d bytes -> %d bytes (%d funcs, %d publics) in %.2fs",
+                 printable(source.name), stats.input_bytes, stats.output_bytes, stats.funcs,
+                 stats.publics, time.monotonic() - started)
+        return table
+
+    async def _fetch_table(self, module: ModuleId) -> SymbolTable | None:
+        download = self.lru.temporary_path(module.cache_stem, "download")
+        try:
+            result = await self._download(module, download)
+            if result is None:
+                return None
+            table = await self._process_to_table(download, module, keep=True)
+            if table is None:
+                self._remember_missing(module)
+            return table
+        finally:
+            download.unlink(missing_ok=True)
+
+    async def _download(self, module: ModuleId, destination: Path) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self.threads, self.fetcher.fetch, module, destination)
+        except OSError as error:
+            log.error("cannot write the download of %s: %s", module, error)
+            return None
+        if not result.found:
+            log.info("symbols for %s not found (%s)", printable(module),
+                     "; ".join(printable(e) for e in result.errors[-3:]) or "not in any store")
+            self._remember_missing(module)
+            return None
+        return result
+
+    def _remember_missing(self, module: ModuleId) -> None:
+        if self.missing_ttl > 0:
+            self._missing[module] = time.monotonic() + self.missing_ttl
+
+    async def _process_raw(self, module: ModuleId) -> SymbolTable | None:
+        entry = self.lru.get(module, RAW)
+        if entry is None:
+            return None
+        return await self._process_to_table(entry.path, module, keep=True)
+
+    # -- debug actions ----------------------------------------------------------------------
+
+    async def add_raw(self, module: ModuleId) -> Path | None:
+        """``cacheAddRaw``: evict, download again and keep the bytes exactly as received."""
+        self.evict(module)
+
+        async def fetch_raw() -> Path | None:
+            download = self.lru.temporary_path(module.cache_stem, "download")
+            try:
+                if await self._download(module, download) is None:
+                    return None
+                return self.lru.add(module, RAW, download).path
+            finally:
+                download.unlink(missing_ok=True)
+        return await self._once(("raw", module), fetch_raw)
+
+    async def cache_path(self, module: ModuleId) -> Path | None:
+        """``cacheGet``: the cached file's path, fetching it first if needed."""
+        for kind in (TABLE, RAW):
+            entry = self.lru.get(module, kind)
+            if entry is not None:
+                return entry.path
+        self._missing.pop(module, None)
+        await self._once(("fetch", module), lambda: self._fetch_table(module))
+        entry = self.lru.get(module, TABLE)
+        return entry.path if entry is not None else None
+
+    def evict(self, module: ModuleId) -> bool:
+        """``cacheEvict``: afterwards the cache holds nothing for the module."""
+        for kind in (TABLE, RAW):
+            self.lru.remove(module, kind)
+        self._open.pop(module, None)
+        self._missing.pop(module, None)
+        return not self.exists(module)
+
+    def exists(self, module: ModuleId) -> bool:
+        return self.lru.contains(module, TABLE) or self.lru.contains(module, RAW)
+
+    # -- answering a job ----------------------------------------------------------------------
+
+    async def answer(self, job: Job) -> JobAnswers:
+        """Find each referenced module's table and look up every frame of the job."""
+        frames = job.frames()
+        indexes = sorted({index for index, _ in frames})
+        tables = await asyncio.gather(*(self.table(job.memory_map[i].module) for i in indexes))
+        by_index = dict(zip(indexes, tables))
+        answers = JobAnswers()
+        for index, table in by_index.items():
+            answers.modules[index] = ModuleAnswer(table is not None,
+                                                  table.code_file if table is not None else None)
+        wanted = [(i, offset) for i, offset in frames if by_index[i] is not None]
+        if len(wanted) <= INLINE_LOOKUP_LIMIT:
+            symbols = _look_up(by_index, wanted)
+        else:
+            loop = asyncio.get_running_loop()
+            symbols = await loop.run_in_executor(self.threads, _look_up, by_index, wanted)
+        for index, symbols_or_error in symbols.items():
+            if isinstance(symbols_or_error, TableFormatError):
+                log.error("table for %s is corrupt (%s); evicting it",
+                          job.memory_map[index].module, symbols_or_error)
+                self.evict(job.memory_map[index].module)
+                answers.modules[index] = ModuleAnswer(False)
+            else:
+                answers.symbols.update(symbols_or_error)
+        return answers
+
+
+def _look_up(tables: dict[int, SymbolTable | None],
+             frames: list[tuple[int, int]]) -> dict[int, Any]:
+    """Per module index: {(index, offset): FrameInfo | None}, or the TableFormatError met."""
+    results: dict[int, Any] = {}
+    for index, offset in frames:
+        found = results.setdefault(index, {})
+        if isinstance(found, TableFormatError):
+            continue
+        try:
+            found[(index, offset)] = tables[index].lookup(offset)  # type: ignore[union-attr]
+        except TableFormatError as error:
+            results[index] = error
+    return results
+
+
+def _is_valid_table(path: Path) -> bool:
+    try:
+        SymbolTable.open(path)
+    except (OSError, TableFormatError):
+        return False
+    return True
+

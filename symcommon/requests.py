@@ -1,0 +1,155 @@
+"""Request validation: every shape a client may send, turned into typed jobs or a clear 400.
+
+Error messages say what is wrong and where (``jobs[1].stacks[0][3]: ...``), so a client
+author can fix a request from the message alone.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from symcommon.modules import InvalidModule, ModuleId
+
+U64_LIMIT = 1 << 64
+_NUMBER = re.compile(r"0[xX][0-9a-fA-F]{1,16}|[0-9]{1,20}")
+
+
+class RequestError(ValueError):
+    """The request is malformed; the message is sent back with HTTP 400."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryMapEntry:
+    module: ModuleId
+    label: str  # "<debug_file>/<debug_id>" as the client wrote it, for v5 found_modules
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One set of stacks and the modules they refer to (v4 requests are one job)."""
+
+    memory_map: tuple[MemoryMapEntry, ...]
+    stacks: tuple[tuple[tuple[int, int], ...], ...]  # (module index or -1, offset)
+
+    def frames(self) -> set[tuple[int, int]]:
+        """The distinct (module index, offset) pairs to look up, without index -1."""
+        return {frame for stack in self.stacks for frame in stack if frame[0] >= 0}
+
+
+@dataclass(frozen=True, slots=True)
+class DebugRequest:
+    action: str
+    body: dict[str, Any]
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # bool is an int subclass, and never a valid index
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_job(body: Any, where: str = "") -> Job:
+    """Validate ``{"stacks": ..., "memoryMap": ...}``; ``where`` prefixes error locations."""
+    if not isinstance(body, dict):
+        raise RequestError(f"{where or 'request'}: expected a JSON object, got {_describe(body)}")
+    memory_map_value = body.get("memoryMap")
+    if not isinstance(memory_map_value, list):
+        raise RequestError(f"{where}memoryMap: expected a list of [debug_file, debug_id] pairs")
+    memory_map = []
+    for index, entry in enumerate(memory_map_value):
+        place = f"{where}memoryMap[{index}]"
+        if not isinstance(entry, list) or len(entry) != 2:
+            raise RequestError(f"{place}: expected [debug_file, debug_id], got {_describe(entry)}")
+        try:
+            module = ModuleId.parse(entry[0], entry[1])
+        except InvalidModule as error:
+            raise RequestError(f"{place}: {error}") from None
+        memory_map.append(MemoryMapEntry(module, f"{entry[0]}/{entry[1]}"))
+    stacks_value = body.get("stacks")
+    if not isinstance(stacks_value, list):
+        raise RequestError(f"{where}stacks: expected a list of stacks")
+    stacks = []
+    for stack_index, stack in enumerate(stacks_value):
+        if not isinstance(stack, list):
+            raise RequestError(f"{where}stacks[{stack_index}]: expected a list of frames")
+        frames = []
+        for frame_index, frame in enumerate(stack):
+            place = f"{where}stacks[{stack_index}][{frame_index}]"
+            if not isinstance(frame, list) or len(frame) != 2:
+                raise RequestError(f"{place}: expected [module_index, module_offset], got {_describe(frame)}")
+            module_index, offset = frame
+            if not _is_int(module_index) or not -1 <= module_index < len(memory_map):
+                raise RequestError(
+                    f"{place}: module index {_describe(module_index)} is not -1 or an index into "
+                    f"memoryMap ({len(memory_map)} entries)")
+            if not _is_int(offset) or not 0 <= offset < U64_LIMIT:
+                raise RequestError(f"{place}: offset {_describe(offset)} is not an integer from 0 to 2^64-1")
+            frames.append((module_index, offset))
+        stacks.append(tuple(frames))
+    return Job(tuple(memory_map), tuple(stacks))
+
+
+def parse_v4(body: Any, default_version: int | None = None) -> tuple[int, Job]:
+    """A version 3 or 4 request (POST /); ``default_version`` when "version" may be absent."""
+    if not isinstance(body, dict):
+        raise RequestError(f"request: expected a JSON object, got {_describe(body)}")
+    version = body.get("version", default_version)
+    if version not in (3, 4) or not _is_int(version):
+        raise RequestError(f"version: expected 3 or 4, got {_describe(version)}")
+    return version, parse_job(body)
+
+
+def parse_v5(body: Any, max_jobs: int) -> list[Job]:
+    """``{"jobs": [job, ...]}`` or a single job without the wrapper."""
+    if isinstance(body, dict) and "jobs" in body:
+        jobs = body["jobs"]
+        if not isinstance(jobs, list):
+            raise RequestError("jobs: expected a list of jobs")
+        if len(jobs) > max_jobs:
+            raise RequestError(f"jobs: {len(jobs)} jobs, more than the limit of {max_jobs} per request")
+        return [parse_job(job, f"jobs[{index}].") for index, job in enumerate(jobs)]
+    return [parse_job(body)]
+
+
+def parse_debug(body: Any) -> DebugRequest | None:
+    """The debug protocol request in ``body``, or None if it is not one."""
+    if not isinstance(body, dict) or body.get("debug") is not True:
+        return None
+    action = body.get("action")
+    if not isinstance(action, str):
+        raise RequestError("action: a debug request needs a string \"action\"")
+    return DebugRequest(action, body)
+
+
+def debug_module(request: DebugRequest) -> ModuleId:
+    """``libName`` and ``breakpadId`` of a debug action, validated like a memoryMap entry."""
+    try:
+        return ModuleId.parse(request.body.get("libName"), request.body.get("breakpadId"))
+    except InvalidModule as error:
+        raise RequestError(f"libName/breakpadId: {error}") from None
+
+
+def debug_offset(request: DebugRequest) -> int:
+    """``offset`` of a debug action: an integer, or a decimal or 0x-hex string."""
+    value = request.body.get("offset")
+    if _is_int(value):
+        offset = value
+    elif isinstance(value, str) and _NUMBER.fullmatch(value):
+        offset = int(value, 16) if value[:2] in ("0x", "0X") else int(value)
+    else:
+        raise RequestError(f"offset: expected an integer or a numeric string, got {_describe(value)}")
+    if not 0 <= offset < U64_LIMIT:
+        raise RequestError(f"offset: {offset} is out of range")
+    return offset
+
+
+def debug_flag(request: DebugRequest, name: str) -> bool:
+    value = request.body.get(name)
+    if not isinstance(value, bool):
+        raise RequestError(f"{name}: expected true or false, got {_describe(value)}")
+    return value

@@ -1,0 +1,179 @@
+"""HTTP plumbing both servers share: JSON handlers, request ids, and a graceful server loop."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import re
+import signal
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import tornado.httpserver
+import tornado.web
+
+from symcommon import jsonio
+from symcommon.logs import printable
+from symcommon.requests import RequestError
+
+log = logging.getLogger("http")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class ApiError(Exception):
+    """Answer the request with ``status`` and ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class JsonHandler(tornado.web.RequestHandler):
+    """A handler that speaks JSON, errors included, and tags each request with an id."""
+
+    request_id = "-"
+    _counted = False
+
+    def prepare(self) -> None:
+        self.application.settings.setdefault("active_requests", [0])[0] += 1
+        self._counted = True
+        given = self.request.headers.get("X-Request-Id", "")
+        self.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+        self.set_header("X-Request-Id", self.request_id)
+
+    def on_finish(self) -> None:
+        if self._counted:
+            self.application.settings["active_requests"][0] -= 1
+            self._counted = False
+
+    def write_json(self, value: Any, status: int = 200, compact: bool = True) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(jsonio.dumps(value, compact=compact))
+
+    def json_body(self) -> Any:
+        try:
+            return jsonio.loads(self.request.body)
+        except jsonio.JsonError as error:
+            raise ApiError(400, str(error)) from None
+
+    def is_loopback_peer(self) -> bool:
+        """Whether the TCP peer is this machine (headers such as X-Forwarded-For never count)."""
+        address = self.request.connection.context.address  # type: ignore[union-attr]
+        host = address[0] if isinstance(address, tuple) else ""
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        mapped = getattr(ip, "ipv4_mapped", None)
+        return (mapped or ip).is_loopback
+
+    def require_loopback(self) -> None:
+        if not self.is_loopback_peer():
+            raise ApiError(403, "debug requests are accepted only from the local machine")
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, (ApiError, RequestError)):
+            return  # an expected answer, logged with the request line
+        super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None))[1]
+        if isinstance(error, ApiError):
+            status_code, message = error.status, error.message
+        elif isinstance(error, RequestError):
+            status_code, message = 400, str(error)
+        elif isinstance(error, tornado.web.HTTPError):
+            message = error.log_message or self._reason
+        else:
+            message = "internal error; see the server log"
+        self.set_status(status_code)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(jsonio.dumps({"error": message}))
+
+    def _handle_request_exception(self, error: BaseException) -> None:
+        if isinstance(error, (ApiError, RequestError)):
+            status = error.status if isinstance(error, ApiError) else 400
+            if not self._finished:
+                self.send_error(status, exc_info=(type(error), error, error.__traceback__))
+            return
+        super()._handle_request_exception(error)  # type: ignore[arg-type]
+
+    def options(self, *args: Any) -> None:
+        self.set_status(204)
+        self.finish()
+
+
+class NotFoundHandler(JsonHandler):
+    def prepare(self) -> None:
+        super().prepare()
+        raise ApiError(404, f"no such endpoint: {self.request.method} {self.request.path}")
+
+
+class LoadBalancerHeartbeat(JsonHandler):
+    """GET /__lbheartbeat__: the process is up and its event loop answers."""
+
+    async def get(self) -> None:
+        self.write_json({"status": "ok"})
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """One line per request: id, method, path, status, time."""
+    status = handler.get_status()
+    level = logging.INFO if status < 500 else logging.ERROR
+    log.log(level, "request id=%s %s %s %d %.1fms",
+            getattr(handler, "request_id", "-"), handler.request.method,
+            printable(handler.request.path, 100), status, 1000 * handler.request.request_time())
+
+
+def write_pidfile(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(f"{os.getpid()}\n")
+    temporary.replace(path)
+
+
+async def serve(app: tornado.web.Application, port: int, *, name: str,
+                pidfile: Path | None = None, max_body_size: int = 100 * 1024 * 1024,
+                on_stop: Callable[[], Awaitable[None]] | None = None,
+                drain_seconds: float = 20.0) -> None:
+    """Serve until SIGTERM/SIGINT, then stop accepting, let requests in flight finish, exit."""
+    server = tornado.httpserver.HTTPServer(app, xheaders=False, max_body_size=max_body_size)
+    server.listen(port)
+    log.info("%s listening on port %d (pid %d)", name, port, os.getpid())
+    if pidfile is not None:
+        write_pidfile(pidfile)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        await stopping.wait()
+        log.info("%s stopping: no new connections, draining requests in flight", name)
+        server.stop()
+        deadline = time.monotonic() + drain_seconds
+        while _active_requests(app) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await server.close_all_connections()
+        if on_stop is not None:
+            await on_stop()
+    finally:
+        if pidfile is not None and _pidfile_is_ours(pidfile):
+            pidfile.unlink(missing_ok=True)
+    log.info("%s stopped", name)
+
+
+def _active_requests(app: tornado.web.Application) -> int:
+    return app.settings.get("active_requests", [0])[0]
+
+
+def _pidfile_is_ours(pidfile: Path) -> bool:
+    try:
+        return int(pidfile.read_text().split()[0]) == os.getpid()
+    except (OSError, ValueError, IndexError):
+        return False

@@ -1,0 +1,38 @@
+"""``python -m symserver -c CONFIG``: run the public symbolication server."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tornado.httpclient import AsyncHTTPClient
+
+from symcommon.cli import server_main
+from symcommon.web import serve
+from symserver.app import make_app
+from symserver.diskcache_client import DiskCacheClient
+from symserver.framecache import FrameCache
+from symserver.symbolicate import Symbolicator
+
+
+async def run(config: dict, pidfile: Path | None) -> None:
+    section = config["SymServer"]
+    AsyncHTTPClient.configure(None, max_clients=100)
+    frames = FrameCache(section["memcachedServers"])
+    symbolicator = Symbolicator(frames, DiskCacheClient(section["DiskCacheServer"]))
+
+    async def stop() -> None:
+        await symbolicator.drain()
+        frames.close()
+
+    await serve(make_app(symbolicator, section["maxJobsPerRequest"]), section["port"],
+                name="SymServer", pidfile=pidfile, on_stop=stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return server_main(argv, prog="symserver", section="SymServer", run=run,
+                       description="Symbolicates stacks: memcached first, then the DiskCache.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""SymServer's client of the DiskCache: one v5 request per client request, for the misses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+from symcommon import jsonio
+
+log = logging.getLogger("symserver.diskcache")
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+REQUEST_TIMEOUT_SECONDS = 600.0  # a cold request may download and process a large module
+
+
+class DiskCacheUnavailable(Exception):
+    """The DiskCache did not answer; the client gets a 503."""
+
+
+class DiskCacheClient:
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.url = f"http://{address}/symbolicate/v5"
+        self._http = AsyncHTTPClient()
+
+    async def symbolicate(self, body: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """POST a v5 request; returns the decoded answer."""
+        try:
+            response = await self._http.fetch(
+                self.url, method="POST", body=jsonio.dumps(body),
+                headers={"Content-Type": "application/json", "X-Request-Id": request_id},
+                connect_timeout=CONNECT_TIMEOUT_SECONDS, request_timeout=REQUEST_TIMEOUT_SECONDS)
+        except HTTPClientError as error:
+            detail = error.response.body[:200] if error.response is not None else b""
+            raise DiskCacheUnavailable(f"DiskCache at {self.address} answered {error.code}: "
+                                       f"{detail.decode('utf-8', 'replace')}") from error
+        except OSError as error:
+            raise DiskCacheUnavailable(f"DiskCache at {self.address} is unreachable: {error}") from error
+        try:
+            answer = jsonio.loads(response.body)
+            if not isinstance(answer, dict) or not isinstance(answer.get("results"), list):
+                raise ValueError("no results")
+            return answer
+        except ValueError as error:
+            raise DiskCacheUnavailable(f"DiskCache at {self.address} sent a bad answer: {error}") from error
+
+    async def ping(self) -> bool:
+        try:
+            await self._http.fetch(f"http://{self.address}/__lbheartbeat__",
+                                   connect_timeout=2, request_timeout=2)
+        except Exception:  # noqa: BLE001
+            return False
+        return True

@@ -1,0 +1,103 @@
+"""SymServer's lookup path: memcached first, the DiskCache for the misses, then fill memcached.
+
+However many jobs and frames a request has, it costs at most one memcached ``get_multi``,
+one DiskCache request and one ``set_multi`` (sent after the answer, off the request's path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from symcommon.frames import FrameInfo
+from symcommon.modules import ModuleId
+from symcommon.requests import Job
+from symcommon.responses import JobAnswers, ModuleAnswer
+from symserver.diskcache_client import DiskCacheClient, DiskCacheUnavailable
+from symserver.framecache import FrameCache, encode, frame_key
+
+log = logging.getLogger("symserver.symbolicate")
+
+Lookup = tuple[ModuleId, int]
+
+
+@dataclass
+class Outcome:
+    """Answers per job, plus which frames came from memcached (for ``cacheHits``)."""
+
+    answers: list[JobAnswers]
+    cache_hits: set[Lookup] = field(default_factory=set)
+    diskcache_round_trips: int = 0
+
+
+class Symbolicator:
+    def __init__(self, frames: FrameCache, diskcache: DiskCacheClient) -> None:
+        self.frames = frames
+        self.diskcache = diskcache
+        self._background: set[asyncio.Task] = set()
+
+    async def symbolicate(self, jobs: list[Job], request_id: str) -> Outcome:
+        """Raises :class:`DiskCacheUnavailable` when misses cannot be looked up."""
+        wanted: set[Lookup] = set()
+        for job in jobs:
+            for index, offset in job.frames():
+                wanted.add((job.memory_map[index].module, offset))
+        keys = {lookup: frame_key(*lookup) for lookup in wanted}
+        cached = await self.frames.get_many(list(keys.values()))
+        found: dict[Lookup, tuple[str | None, FrameInfo | None]] = {}
+        for lookup, key in keys.items():
+            if key in cached:
+                found[lookup] = cached[key]
+        outcome = Outcome(answers=[], cache_hits=set(found))
+        misses = [lookup for lookup in wanted if lookup not in found]
+        if misses:
+            outcome.diskcache_round_trips = 1
+            fresh = await self._ask_diskcache(misses, request_id)
+            found.update(fresh)
+            if fresh:
+                self._fill_cache({keys[lookup]: encode(*value) for lookup, value in fresh.items()})
+        for job in jobs:
+            answers = JobAnswers()
+            for index, offset in job.frames():
+                module = job.memory_map[index].module
+                value = found.get((module, offset))
+                if value is not None:
+                    answers.modules[index] = ModuleAnswer(True, value[0])
+                    answers.symbols[(index, offset)] = value[1]
+                else:  # a found module has a value for every frame, even "no symbol"
+                    answers.modules.setdefault(index, ModuleAnswer(False))
+            outcome.answers.append(answers)
+        return outcome
+
+    async def _ask_diskcache(self, misses: list[Lookup], request_id: str
+                             ) -> dict[Lookup, tuple[str | None, FrameInfo | None]]:
+        """Symbols of the missed frames whose modules the DiskCache found."""
+        modules = sorted({module for module, _ in misses}, key=str)
+        index_of = {module: i for i, module in enumerate(modules)}
+        body = {"memoryMap": [[m.debug_file, m.debug_id] for m in modules],
+                "stacks": [[[index_of[module], offset] for module, offset in misses]]}
+        answer = await self.diskcache.symbolicate(body, request_id)
+        try:
+            result = answer["results"][0]
+            frames = result["stacks"][0]
+            found_modules = result["found_modules"]
+            found_flags = {m: found_modules.get(f"{m.debug_file}/{m.debug_id}") is True
+                           for m in modules}
+            fresh = {}
+            for (module, offset), frame in zip(misses, frames, strict=True):
+                if found_flags[module]:
+                    fresh[(module, offset)] = (frame.get("module"), FrameInfo.from_v5_fields(frame))
+        except (KeyError, IndexError, TypeError, ValueError) as error:
+            raise DiskCacheUnavailable(f"DiskCache sent an answer of the wrong shape: {error}") from error
+        return fresh
+
+    def _fill_cache(self, values: dict[str, bytes]) -> None:
+        task = asyncio.create_task(self.frames.set_many(values))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for cache fills still in flight (at shutdown)."""
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=2)
+
