@@ -30,7 +30,7 @@ log = logging.getLogger("diskcache.provider")
 
 OPEN_TABLES = 256
 LOCAL_TABLES = 64
-INLINE_LOOKUP_LIMIT = 256  # more frames than this are looked up off the event loop
+INLINE_LOOKUP_LIMIT = 32  # more frames than this are looked up off the event loop
 MB = 1024 * 1024
 
 

@@ -176,6 +176,8 @@ def process_symbol_file(source: BinaryIO, sink: BinaryIO) -> ProcessStats:
     writer = TableWriter(sink)
     parser = _Parser(writer)
     first = source.read(CHUNK_BYTES)
+    while len(first) < len(b"MODULE ") and (more := source.read(CHUNK_BYTES)):
+        first += more  # a short read must not decide what the file is
     if not first.startswith(b"MODULE "):
         raise NotASymbolFile("the file does not start with a MODULE record")
     input_bytes = len(first)

@@ -34,7 +34,7 @@ TABLE_NAMES = ("funcs", "publics", "files", "origins")
 #: Values are grouped into pages of about this many uncompressed bytes.  Small pages keep
 #: a cold lookup cheap (one ~16 KiB inflate); large enough for zlib to find repetition.
 PAGE_TARGET_BYTES = 16 * 1024
-ZLIB_LEVEL = 6
+ZLIB_LEVEL = 1
 
 if sys.byteorder != "little":  # pragma: no cover - every platform we run on is little-endian
     raise ImportError("the symbol table format is read in place and assumes a little-endian CPU")

@@ -1,0 +1,26 @@
+"""Installs the symbolication server: SymServer, DiskCache and quickstart."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="symbolication-server",
+    version="1.0.0",
+    description="Self-hosted symbolication of Firefox stacks (SymServer + DiskCache + memcached)",
+    python_requires=">=3.11",
+    packages=find_packages(include=["symcommon", "symserver", "diskcache"]),
+    py_modules=["quickstart"],
+    install_requires=[
+        "tornado>=6.3",
+        "python-memcached>=1.59",
+        "psutil>=5.9",
+        "requests>=2.31",
+    ],
+    extras_require={"test": ["pytest>=7.4", "hypothesis>=6.80"]},
+    entry_points={
+        "console_scripts": [
+            "symserver=symserver.__main__:main",
+            "diskcache=diskcache.__main__:main",
+            "symbolication-quickstart=quickstart:main",
+        ]
+    },
+)

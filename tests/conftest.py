@@ -1,0 +1,63 @@
+"""Fixtures: a symbol store the tests serve themselves, and real trios started by quickstart."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(TESTS.parent))
+
+from harness import REPO, Trio  # noqa: E402
+from symbol_store import SymbolStore  # noqa: E402
+
+EDGE_CASES = TESTS / "fixtures" / "edge_cases"
+DEMO_SYMBOLS = REPO / "demo_symbols"
+
+
+@pytest.fixture(scope="session")
+def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The store's files: the demo symbols and the edge-case fixtures, in store layout."""
+    root = tmp_path_factory.mktemp("store")
+    for source in (DEMO_SYMBOLS, EDGE_CASES):
+        shutil.copytree(source, root, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("*.md", "*.json"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def symbol_store(store_root: Path) -> Iterator[SymbolStore]:
+    store = SymbolStore(store_root)
+    store.start()
+    yield store
+    store.stop()
+
+
+@pytest.fixture
+def make_trio(tmp_path: Path) -> Iterator[Callable[..., Trio]]:
+    """Start trios for one test; all are stopped afterwards, whatever happens."""
+    started: list[Trio] = []
+
+    def start(symbol_urls: list[str], overrides: dict | None = None, memcached: bool = True,
+              name: str = "trio", run: bool = True) -> Trio:
+        trio = Trio(tmp_path / f"{name}{len(started)}", symbol_urls, overrides, memcached)
+        started.append(trio)
+        return trio.start() if run else trio
+
+    yield start
+    for trio in started:
+        trio.stop()
+
+
+@pytest.fixture(scope="module")
+def trio(tmp_path_factory: pytest.TempPathFactory, symbol_store: SymbolStore) -> Iterator[Trio]:
+    """A trio shared by a test module, fetching from the plain store."""
+    shared = Trio(tmp_path_factory.mktemp("trio"), [symbol_store.url("plain")])
+    shared.start()
+    yield shared
+    shared.stop()

@@ -1,0 +1,140 @@
+"""Starting the real trio for a test: free ports, temporary directories, quickstart.
+
+Every trio gets its own pid directory, so tests never touch a service already running on
+the machine, and its own ports, so trios can run side by side.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_CONFIG = REPO / "tests" / "config.json"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def deep_update(target: dict, changes: dict) -> dict:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            deep_update(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+    return target
+
+
+def base_config() -> dict:
+    """The configuration given to ``runTests.py -c``, if any."""
+    if TEST_CONFIG.exists():
+        return json.loads(TEST_CONFIG.read_text())
+    return {}
+
+
+class Trio:
+    """memcached + DiskCache + SymServer started through quickstart in ``workdir``."""
+
+    def __init__(self, workdir: Path, symbol_urls: list[str], overrides: dict | None = None,
+                 memcached: bool = True) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.pid_dir = workdir / "pids"
+        self.cache_dir = workdir / "cache"
+        ports = [free_port() for _ in range(3)]
+        self.diskcache_port, self.symserver_port, self.memcached_port = ports
+        config = deep_update(base_config(), {
+            "DiskCache": {"cachePath": str(self.cache_dir), "port": self.diskcache_port,
+                          "localSymbolDirs": [], "symbolURLs": symbol_urls,
+                          "retryDelayMs": 10,
+                          "log": {"path": str(workdir / "DiskCache.log")}},
+            "SymServer": {"port": self.symserver_port,
+                          "DiskCacheServer": f"127.0.0.1:{self.diskcache_port}",
+                          "memcachedServers": [f"127.0.0.1:{self.memcached_port}"] if memcached else [],
+                          "log": {"path": str(workdir / "SymServer.log")}},
+            "quickstart": {
+                "memcached": {"start": memcached, "restart": True, "port": self.memcached_port,
+                              "listenAddress": "127.0.0.1", "maxMemoryMB": "16"},
+                "DiskCache": {"start": True, "restart": True},
+                "SymServer": {"start": True, "restart": True},
+            },
+        })
+        self.config = deep_update(config, overrides or {})
+        self.config_path = workdir / "config.json"
+        self.config_path.write_text(json.dumps(self.config, indent=2))
+        self.session = requests.Session()
+
+    def quickstart(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(REPO / "quickstart.py"), "--pidDir", str(self.pid_dir), *args]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=self.workdir)
+        if check and result.returncode != 0:
+            raise AssertionError(f"quickstart {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}\n{self.logs()}")
+        return result
+
+    def start(self) -> Trio:
+        self.quickstart("-c", str(self.config_path))
+        return self
+
+    def stop(self) -> None:
+        self.quickstart("--stop", check=False)
+        self.session.close()
+
+    def pid(self, name: str) -> int | None:
+        try:
+            return int((self.pid_dir / f"{name}.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def logs(self) -> str:
+        parts = []
+        for name in ("DiskCache.log", "SymServer.log", "DiskCache.log.stderr", "SymServer.log.stderr"):
+            path = self.workdir / name
+            if path.exists():
+                parts.append(f"--- {name} (last lines)\n" + "\n".join(path.read_text().splitlines()[-30:]))
+        return "\n".join(parts)
+
+    def url(self, server: str = "SymServer", path: str = "/") -> str:
+        port = self.symserver_port if server == "SymServer" else self.diskcache_port
+        return f"http://127.0.0.1:{port}{path}"
+
+    def post(self, body: Any, path: str = "/", server: str = "SymServer",
+             raw: bytes | None = None, **kwargs: Any) -> requests.Response:
+        data = raw if raw is not None else json.dumps(body).encode()
+        return self.session.post(self.url(server, path), data=data, timeout=60, **kwargs)
+
+    def cache_files(self) -> list[str]:
+        if not self.cache_dir.exists():
+            return []
+        return sorted(p.name for p in self.cache_dir.iterdir() if p.name != ".tmp")
+
+
+def sample_request(version: int = 4) -> dict:
+    return {"stacks": [[[0, 11723767], [1, 65802]]],
+            "memoryMap": [["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"],
+                          ["wntdll.pdb", "D74F79EB1F8D4A45ABCD2F476CCABACC2"]],
+            "version": version}
+
+
+SAMPLE_RESPONSE = ('{"symbolicatedStacks": [["XREMain::XRE_mainRun() (in xul.pdb)", '
+                   '"KiUserCallbackDispatcher (in wntdll.pdb)"]], "knownModules": [true, true]}')
+
+
+def non_loopback_address() -> str | None:
+    """An IPv4 address of this machine that is not loopback, to test the debug-protocol guard."""
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family == socket.AF_INET and not address.address.startswith("127."):
+                return address.address
+    return None

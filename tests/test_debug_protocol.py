@@ -1,0 +1,102 @@
+"""The debug protocol of both servers, and that only loopback peers may use it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import requests
+
+from harness import non_loopback_address, sample_request
+
+XUL = ["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]
+
+
+def debug(trio, server: str, action: str, **fields) -> requests.Response:
+    return trio.post(dict({"debug": True, "action": action}, **fields), server=server)
+
+
+def test_output_cache_hits_and_cache_evict(make_trio, symbol_store):
+    trio = make_trio([symbol_store.url("plain")])
+    assert debug(trio, "SymServer", "outputCacheHits", enabled=True).json() == {"success": True}
+    first = trio.post(sample_request()).json()
+    assert first["cacheHits"] == [[False, False]]
+    second = trio.post(sample_request()).json()
+    assert second["cacheHits"] == [[True, True]]
+    assert second["symbolicatedStacks"] == first["symbolicatedStacks"]
+    evicted = debug(trio, "SymServer", "cacheEvict", libName=XUL[0], breakpadId=XUL[1], offset="11723767")
+    assert evicted.json() == {"success": True}
+    assert trio.post(sample_request()).json()["cacheHits"] == [[False, True]]
+    # offsets as integers and hex strings name the same entry
+    debug(trio, "SymServer", "cacheEvict", libName=XUL[0], breakpadId=XUL[1], offset=0xB2E3F7)
+    assert trio.post(sample_request()).json()["cacheHits"] == [[False, True]]
+    debug(trio, "SymServer", "cacheEvict", libName=XUL[0], breakpadId=XUL[1], offset="0xb2e3f7")
+    assert trio.post(sample_request()).json()["cacheHits"] == [[False, True]]
+    assert debug(trio, "SymServer", "outputCacheHits", enabled=False).json() == {"success": True}
+    assert "cacheHits" not in trio.post(sample_request()).json()
+
+
+def test_frames_outside_modules_are_never_cache_hits(make_trio, symbol_store):
+    trio = make_trio([symbol_store.url("plain")])
+    debug(trio, "SymServer", "outputCacheHits", enabled=True)
+    body = {"stacks": [[[-1, 5], [0, 11723767]]], "memoryMap": [XUL], "version": 4}
+    trio.post(body)
+    assert trio.post(body).json()["cacheHits"] == [[False, True]]
+
+
+def test_diskcache_debug_actions(make_trio, symbol_store):
+    trio = make_trio([symbol_store.url("plain")])
+    module = {"libName": XUL[0], "breakpadId": XUL[1]}
+    assert debug(trio, "DiskCache", "cacheExists", **module).json() == {"exists": False}
+    path = debug(trio, "DiskCache", "cacheGet", **module).json()["path"]
+    assert Path(path).parent == trio.cache_dir and Path(path).is_file()
+    assert debug(trio, "DiskCache", "cacheExists", **module).json() == {"exists": True}
+    assert debug(trio, "DiskCache", "cacheGet", **module).json()["path"] == path
+    assert debug(trio, "DiskCache", "cacheEvict", **module).json() == {"success": True}
+    assert not Path(path).exists()
+    assert debug(trio, "DiskCache", "cacheExists", **module).json() == {"exists": False}
+    assert debug(trio, "DiskCache", "cacheEvict", **module).json() == {"success": True}
+    missing = {"libName": "nothere.pdb", "breakpadId": "0000000000000000000000000000000A"}
+    assert debug(trio, "DiskCache", "cacheGet", **missing).json() == {"path": None}
+    assert debug(trio, "DiskCache", "cacheAddRaw", **missing).json() == {"path": None}
+
+
+@pytest.mark.parametrize("server,action,fields,message", [
+    ("SymServer", "outputCacheHits", {}, "enabled"),
+    ("SymServer", "outputCacheHits", {"enabled": "yes"}, "enabled"),
+    ("SymServer", "cacheEvict", {"libName": "xul.pdb", "breakpadId": XUL[1]}, "offset"),
+    ("SymServer", "cacheEvict", {"libName": "xul.pdb", "breakpadId": XUL[1], "offset": "12abc"}, "offset"),
+    ("SymServer", "cacheEvict", {"libName": "../xul.pdb", "breakpadId": XUL[1], "offset": 1}, "libName"),
+    ("SymServer", "noSuchAction", {}, "unknown SymServer debug action"),
+    ("DiskCache", "cacheGet", {"breakpadId": XUL[1]}, "libName"),
+    ("DiskCache", "cacheGet", {"libName": "xul.pdb", "breakpadId": "not-hex"}, "debug id"),
+    ("DiskCache", "noSuchAction", {"libName": "xul.pdb", "breakpadId": XUL[1]}, "unknown DiskCache debug action"),
+])
+def test_invalid_debug_requests_are_400(trio, server, action, fields, message):
+    response = debug(trio, server, action, **fields)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+def test_debug_request_without_action_is_400(trio):
+    response = trio.post({"debug": True}, server="DiskCache")
+    assert response.status_code == 400
+    assert "action" in response.json()["error"]
+
+
+@pytest.mark.parametrize("server", ["SymServer", "DiskCache"])
+def test_debug_protocol_refused_from_non_loopback_peers(trio, server):
+    address = non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback address to connect from")
+    port = trio.symserver_port if server == "SymServer" else trio.diskcache_port
+    body = json.dumps({"debug": True, "action": "cacheExists", "libName": XUL[0],
+                       "breakpadId": XUL[1], "enabled": True, "offset": 1}).encode()
+    for headers in ({}, {"X-Forwarded-For": "127.0.0.1", "X-Real-Ip": "127.0.0.1"}):
+        response = requests.post(f"http://{address}:{port}/", data=body, headers=headers, timeout=10)
+        assert response.status_code == 403
+        assert "local machine" in response.json()["error"]
+    # a normal request from the same address is answered
+    response = requests.post(f"http://{address}:{port}/", json=sample_request(), timeout=30)
+    assert response.status_code == 200

@@ -1,0 +1,251 @@
+"""Where the DiskCache gets symbols, how it caches them, and how it survives a bad cache."""
+
+from __future__ import annotations
+
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+from harness import SAMPLE_RESPONSE, sample_request
+
+XUL = ["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]
+XUL_PATH = "xul.pdb/44E4EC8C2F41492B9369D6B9A059577C2/xul.sym"
+NTDLL_PATH = "wntdll.pdb/D74F79EB1F8D4A45ABCD2F476CCABACC2/wntdll.sym"
+
+
+def xul_request(offset: int = 11723767) -> dict:
+    return {"stacks": [[[0, offset]]], "memoryMap": [XUL], "version": 4}
+
+
+def xul_answer(trio, offset: int = 11723767) -> str:
+    return trio.post(xul_request(offset), server="DiskCache").json()["symbolicatedStacks"][0][0]
+
+
+def make_module(root: Path, name: str, publics: int, seed: int) -> tuple[list[str], int]:
+    """A module of random (incompressible) PUBLIC names, so its table has a predictable size."""
+    rng = random.Random(seed)
+    debug_id = f"{rng.getrandbits(128):032X}1"
+    lines = [f"MODULE Linux x86_64 {debug_id} {name}"]
+    for i in range(publics):
+        lines.append(f"PUBLIC {0x1000 + 16 * i:x} 0 sym_{rng.getrandbits(256):064x}")
+    path = root / name / debug_id / f"{name}.sym"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return [name, debug_id], 0x1000
+
+
+# -- symbol stores -------------------------------------------------------------------------------
+
+
+def test_store_order_404_moves_on_without_retry(make_trio, symbol_store):
+    symbol_store.reset()
+    trio = make_trio([symbol_store.url("nowhere"), symbol_store.url("plain")],
+                     {"DiskCache": {"retries": 3}})
+    assert trio.post(sample_request()).text == SAMPLE_RESPONSE
+    assert symbol_store.count("/nowhere/" + XUL_PATH) == 1
+    assert symbol_store.count("/plain/" + XUL_PATH) == 1
+
+
+def test_failing_store_is_retried_then_the_next_one_used(make_trio, symbol_store):
+    symbol_store.reset()
+    trio = make_trio([symbol_store.url("fail"), symbol_store.url("gzip")],
+                     {"DiskCache": {"retries": 2, "retryDelayMs": 1}})
+    assert trio.post(sample_request()).text == SAMPLE_RESPONSE
+    assert symbol_store.count("/fail/" + XUL_PATH) == 3  # first try + 2 retries
+    assert symbol_store.count("/gzip/" + XUL_PATH) == 1
+
+
+def test_flaky_store_succeeds_within_the_retries(make_trio, symbol_store):
+    symbol_store.reset()
+    trio = make_trio([symbol_store.url("flaky/2")], {"DiskCache": {"retries": 2}})
+    assert trio.post(sample_request()).text == SAMPLE_RESPONSE
+    assert symbol_store.count("/flaky/2/" + XUL_PATH) == 3
+
+
+def test_flaky_store_beyond_the_retries_is_unknown_and_remembered(make_trio, symbol_store):
+    symbol_store.reset()
+    trio = make_trio([symbol_store.url("flaky/5")], {"DiskCache": {"retries": 1}})
+    assert xul_answer(trio) == "0xb2e3f7 (in xul.pdb)"
+    assert xul_answer(trio) == "0xb2e3f7 (in xul.pdb)"  # remembered missing: not asked again
+    assert symbol_store.count("/flaky/5/" + XUL_PATH) == 2
+
+
+def test_missing_module_is_forgotten_after_its_ttl(make_trio, symbol_store):
+    symbol_store.reset()
+    trio = make_trio([symbol_store.url("flaky/1")],
+                     {"DiskCache": {"retries": 0, "missingModuleTTLSeconds": 0}})
+    assert xul_answer(trio) == "0xb2e3f7 (in xul.pdb)"
+    assert xul_answer(trio) == "XREMain::XRE_mainRun() (in xul.pdb)"
+
+
+@pytest.mark.parametrize("variant", ["gzip", "deflate"])
+def test_content_encodings_are_decoded(make_trio, symbol_store, variant):
+    trio = make_trio([symbol_store.url(variant)])
+    assert trio.post(sample_request()).text == SAMPLE_RESPONSE
+
+
+@pytest.mark.parametrize("variant", ["badgzip", "truncated", "html"])
+def test_broken_downloads_are_unknown_and_never_cached(make_trio, symbol_store, variant):
+    trio = make_trio([symbol_store.url(variant)], {"DiskCache": {"retries": 1}})
+    response = trio.post(sample_request())
+    assert response.status_code == 200
+    assert response.json()["knownModules"] == [False, False]
+    assert trio.cache_files() == []
+    assert list((trio.cache_dir / ".tmp").iterdir()) == []
+
+
+def test_hanging_store_is_bounded_by_the_download_timeout(make_trio, symbol_store):
+    trio = make_trio([symbol_store.url("hang"), symbol_store.url("plain")],
+                     {"DiskCache": {"retries": 0, "downloadTimeoutSeconds": 2}})
+    response = trio.post(sample_request())
+    # the hanging store used up the module's time budget; the answer still comes, in time
+    assert response.status_code == 200
+    assert response.elapsed.total_seconds() < 20
+
+
+# -- local symbol directories --------------------------------------------------------------------
+
+
+def test_local_dirs_come_before_stores_and_are_not_copied(make_trio, symbol_store, store_root, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for directory, name in ((first, "FirstDirFunction"), (second, "SecondDirFunction")):
+        target = directory / XUL_PATH
+        target.parent.mkdir(parents=True)
+        target.write_text("MODULE windows x86_64 44E4EC8C2F41492B9369D6B9A059577C2 xul.pdb\n"
+                          f"FUNC b2e000 1000 0 {name}\n")
+    symbol_store.reset()
+    trio = make_trio([symbol_store.url("plain")],
+                     {"DiskCache": {"localSymbolDirs": [str(first), str(second)]}})
+    assert xul_answer(trio) == "FirstDirFunction (in xul.pdb)"
+    assert symbol_store.count(XUL_PATH) == 0
+    assert trio.cache_files() == []
+    # a rebuilt local file is picked up (bypass memcached by asking the DiskCache)
+    (first / XUL_PATH).write_text("MODULE windows x86_64 44E4EC8C2F41492B9369D6B9A059577C2 xul.pdb\n"
+                                  "FUNC b2e000 1000 0 RebuiltFunction\n")
+    assert xul_answer(trio) == "RebuiltFunction (in xul.pdb)"
+    # a module the local dirs lack still comes from the store
+    body = {"stacks": [[[0, 65802]]], "memoryMap": [["wntdll.pdb", "D74F79EB1F8D4A45ABCD2F476CCABACC2"]],
+            "version": 4}
+    assert trio.post(body).json()["symbolicatedStacks"] == [["KiUserCallbackDispatcher (in wntdll.pdb)"]]
+    assert symbol_store.count(NTDLL_PATH) == 1
+
+
+# -- the on-disk LRU -----------------------------------------------------------------------------
+
+
+def test_lru_evicts_least_recently_used_past_max_size(make_trio, symbol_store, store_root):
+    # two modules whose tables are over 0.5 MB each, in a 1 MB cache
+    modules = [make_module(store_root, f"lru{i}.so", 11000, seed=i) for i in range(2)]
+    symbol_store.reset()
+    trio = make_trio([symbol_store.url("plain")], {"DiskCache": {"maxSizeMB": 1}})
+
+    def ask(index: int) -> str:
+        module, offset = modules[index]
+        body = {"stacks": [[[0, offset]]], "memoryMap": [module], "version": 4}
+        return trio.post(body, server="DiskCache").json()["symbolicatedStacks"][0][0]
+
+    assert ask(0).startswith("sym_")
+    assert ask(1).startswith("sym_")  # saved first, then module 0 evicted
+    files = trio.cache_files()
+    assert (trio.cache_dir / files[0]).stat().st_size > 512 * 1024
+    assert len(files) == 1 and files[0].startswith(modules[1][0][1])
+    assert ask(1).startswith("sym_")
+    assert symbol_store.count(f"lru1.so/{modules[1][0][1]}/lru1.so.sym") == 1  # served from cache
+    assert ask(0).startswith("sym_")  # evicted earlier: fetched again
+    assert symbol_store.count(f"lru0.so/{modules[0][0][1]}/lru0.so.sym") == 2
+    total = sum((trio.cache_dir / name).stat().st_size for name in trio.cache_files())
+    assert total <= 1024 * 1024
+
+
+def test_restart_reuses_the_cache(make_trio, symbol_store):
+    symbol_store.reset()
+    trio = make_trio([symbol_store.url("plain")])
+    assert trio.post(sample_request()).text == SAMPLE_RESPONSE
+    assert len(trio.cache_files()) == 2
+    trio.quickstart("--stop")
+    trio.start()
+    assert xul_answer(trio) == "XREMain::XRE_mainRun() (in xul.pdb)"
+    assert symbol_store.count(XUL_PATH) == 1
+
+
+@pytest.mark.parametrize("damage", ["truncate", "foreign", "old-version", "empty"])
+def test_damaged_cache_file_is_deleted_and_refetched(make_trio, symbol_store, damage):
+    symbol_store.reset()
+    trio = make_trio([symbol_store.url("plain")])
+    assert xul_answer(trio) == "XREMain::XRE_mainRun() (in xul.pdb)"
+    trio.quickstart("--stop")
+    [table] = [trio.cache_dir / name for name in trio.cache_files()]
+    data = table.read_bytes()
+    if damage == "truncate":
+        table.write_bytes(data[: len(data) // 2])
+    elif damage == "foreign":
+        table.write_bytes(b"this is not a table" * 10)
+    elif damage == "old-version":
+        table.write_bytes(data[:8] + (0).to_bytes(4, "little") + data[12:])
+    else:
+        table.write_bytes(b"")
+    stray = trio.cache_dir / "notes.txt"
+    stray.write_text("not ours")
+    trio.start()
+    assert not stray.exists()
+    assert trio.cache_files() == []  # the damaged table was deleted at start
+    assert xul_answer(trio) == "XREMain::XRE_mainRun() (in xul.pdb)"
+    assert symbol_store.count(XUL_PATH) == 2
+
+
+# -- concurrency ---------------------------------------------------------------------------------
+
+
+def test_concurrent_requests_cause_one_download(make_trio, symbol_store):
+    symbol_store.reset()
+    trio = make_trio([symbol_store.url("slow/1000")])
+    answers: list[str] = []
+
+    def ask() -> None:
+        import requests
+        body = {"stacks": [[[0, 11723767]]], "memoryMap": [XUL], "version": 4}
+        response = requests.post(trio.url("DiskCache"), json=body, timeout=60)
+        answers.append(response.json()["symbolicatedStacks"][0][0])
+
+    threads = [threading.Thread(target=ask) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == ["XREMain::XRE_mainRun() (in xul.pdb)"] * 20
+    assert symbol_store.count("/slow/1000/" + XUL_PATH) == 1
+
+
+def test_cached_modules_answer_while_another_is_downloading(make_trio, symbol_store):
+    trio = make_trio([symbol_store.url("drip/200")])
+    # warm xul through the slow store, then ask for ntdll (slow) and xul (cached) at once
+    assert xul_answer(trio) == "XREMain::XRE_mainRun() (in xul.pdb)"
+    import requests
+    import time
+    slow = threading.Thread(target=lambda: requests.post(trio.url("DiskCache"), timeout=60, json={
+        "stacks": [[[0, 65802]]], "version": 4,
+        "memoryMap": [["wntdll.pdb", "D74F79EB1F8D4A45ABCD2F476CCABACC2"]]}))
+    slow.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert xul_answer(trio) == "XREMain::XRE_mainRun() (in xul.pdb)"
+    assert time.monotonic() - started < 0.5
+    slow.join()
+
+
+# -- raw files --------------------------------------------------------------------------------
+
+
+def test_cache_add_raw_keeps_the_decoded_bytes_and_still_answers(make_trio, symbol_store, store_root):
+    symbol_store.reset()
+    trio = make_trio([symbol_store.url("gzip")])
+    debug = {"debug": True, "libName": XUL[0], "breakpadId": XUL[1]}
+    path = trio.post(dict(debug, action="cacheAddRaw"), server="DiskCache").json()["path"]
+    assert path is not None and Path(path).parent == trio.cache_dir
+    assert Path(path).read_bytes() == (store_root / XUL_PATH).read_bytes()
+    assert symbol_store.count(XUL_PATH) == 1
+    assert xul_answer(trio) == "XREMain::XRE_mainRun() (in xul.pdb)"
+    assert symbol_store.count(XUL_PATH) == 1  # processed from the raw file, not downloaded again
+

@@ -1,0 +1,161 @@
+"""The v3/v4 protocol and request validation, against a real trio."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness import SAMPLE_RESPONSE, sample_request
+
+XUL = ["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]
+NTDLL = ["wntdll.pdb", "D74F79EB1F8D4A45ABCD2F476CCABACC2"]
+
+
+def test_sample_request_gives_the_sample_response_byte_for_byte(trio):
+    response = trio.post(sample_request())
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.text == SAMPLE_RESPONSE
+
+
+def test_sample_request_on_the_v4_path_without_version(trio):
+    body = sample_request()
+    del body["version"]
+    response = trio.post(body, path="/symbolicate/v4")
+    assert response.status_code == 200
+    assert response.text == SAMPLE_RESPONSE
+
+
+def test_version_3_answers_only_the_stacks(trio):
+    response = trio.post(sample_request(version=3))
+    assert response.json() == [["XREMain::XRE_mainRun() (in xul.pdb)",
+                                "KiUserCallbackDispatcher (in wntdll.pdb)"]]
+
+
+def test_frames_outside_modules_and_unknown_offsets(trio):
+    body = {"stacks": [[[-1, 0x1234], [0, 0x10], [1, 65802]], [[-1, 0]]],
+            "memoryMap": [XUL, NTDLL], "version": 4}
+    response = trio.post(body)
+    assert response.status_code == 200
+    data = response.json()
+    assert data["symbolicatedStacks"] == [
+        ["0x1234", "0x10 (in xul.pdb)", "KiUserCallbackDispatcher (in wntdll.pdb)"], ["0x0"]]
+    assert data["knownModules"] == [True, True]
+
+
+def test_unknown_module_is_reported_unknown_and_the_rest_answered(trio):
+    missing = ["nothere.pdb", "00000000000000000000000000000000A"]
+    body = {"stacks": [[[0, 11723767], [1, 0x500]]], "memoryMap": [XUL, missing], "version": 4}
+    response = trio.post(body)
+    assert response.status_code == 200
+    assert response.json() == {
+        "symbolicatedStacks": [["XREMain::XRE_mainRun() (in xul.pdb)", "0x500 (in nothere.pdb)"]],
+        "knownModules": [True, False]}
+
+
+def test_module_without_frames_is_not_known(trio):
+    body = {"stacks": [[[0, 11723767]]], "memoryMap": [XUL, NTDLL], "version": 4}
+    assert trio.post(body).json()["knownModules"] == [True, False]
+
+
+def test_lower_case_debug_id_finds_the_same_symbols(trio):
+    body = {"stacks": [[[0, 11723767]]], "memoryMap": [["xul.pdb", XUL[1].lower()]], "version": 4}
+    assert trio.post(body).json()["symbolicatedStacks"] == [["XREMain::XRE_mainRun() (in xul.pdb)"]]
+
+
+INVALID_BODIES = [
+    ("not json", b"{stacks", "not valid JSON"),
+    ("not utf-8", b'{"stacks": "\xff\xfe"}', "UTF-8"),
+    ("NaN", b'{"stacks": [[[0, NaN]]], "memoryMap": [], "version": 4}', "NaN"),
+    ("a list", b"[1, 2]", "expected a JSON object"),
+    ("no version", json.dumps({"stacks": [], "memoryMap": []}).encode(), "version"),
+    ("version 5 on /", json.dumps({"stacks": [], "memoryMap": [], "version": 5}).encode(), "version"),
+    ("version as string", json.dumps({"stacks": [], "memoryMap": [], "version": "4"}).encode(), "version"),
+    ("no stacks", json.dumps({"memoryMap": [], "version": 4}).encode(), "stacks"),
+    ("stacks not a list", json.dumps({"stacks": {}, "memoryMap": [], "version": 4}).encode(), "stacks"),
+    ("stack not a list", json.dumps({"stacks": [5], "memoryMap": [], "version": 4}).encode(), "stacks[0]"),
+    ("frame too short", json.dumps({"stacks": [[[0]]], "memoryMap": [XUL], "version": 4}).encode(),
+     "stacks[0][0]"),
+    ("index out of range", json.dumps({"stacks": [[[1, 5]]], "memoryMap": [XUL], "version": 4}).encode(),
+     "stacks[0][0]: module index 1"),
+    ("index below -1", json.dumps({"stacks": [[[-2, 5]]], "memoryMap": [XUL], "version": 4}).encode(),
+     "module index -2"),
+    ("index is a bool", json.dumps({"stacks": [[[True, 5]]], "memoryMap": [XUL], "version": 4}).encode(),
+     "module index True"),
+    ("index is a float", json.dumps({"stacks": [[[0.0, 5]]], "memoryMap": [XUL], "version": 4}).encode(),
+     "module index 0.0"),
+    ("negative offset", json.dumps({"stacks": [[[0, -1]]], "memoryMap": [XUL], "version": 4}).encode(),
+     "offset -1"),
+    ("offset too big", json.dumps({"stacks": [[[0, 2 ** 64]]], "memoryMap": [XUL], "version": 4}).encode(),
+     "offset"),
+    ("offset as string", json.dumps({"stacks": [[[0, "12"]]], "memoryMap": [XUL], "version": 4}).encode(),
+     "offset"),
+    ("memoryMap not a list", json.dumps({"stacks": [], "memoryMap": "x", "version": 4}).encode(), "memoryMap"),
+    ("memoryMap entry short", json.dumps({"stacks": [], "memoryMap": [["xul.pdb"]], "version": 4}).encode(),
+     "memoryMap[0]"),
+    ("debug file with slash", json.dumps({"stacks": [], "memoryMap": [["a/xul.pdb", XUL[1]]], "version": 4}).encode(),
+     "memoryMap[0]: invalid debug file name"),
+    ("debug file with backslash", json.dumps({"stacks": [], "memoryMap": [["a\\xul.pdb", XUL[1]]],
+                                               "version": 4}).encode(), "memoryMap[0]"),
+    ("debug file ..", json.dumps({"stacks": [], "memoryMap": [["..", XUL[1]]], "version": 4}).encode(),
+     "memoryMap[0]"),
+    ("debug file with NUL", json.dumps({"stacks": [], "memoryMap": [["x\u0000.pdb", XUL[1]]], "version": 4}).encode(),
+     "memoryMap[0]"),
+    ("debug file not a string", json.dumps({"stacks": [], "memoryMap": [[5, XUL[1]]], "version": 4}).encode(),
+     "memoryMap[0]"),
+    ("debug id not hex", json.dumps({"stacks": [], "memoryMap": [["xul.pdb", "XYZ"]], "version": 4}).encode(),
+     "memoryMap[0]: invalid debug id"),
+    ("debug id with dots", json.dumps({"stacks": [], "memoryMap": [["xul.pdb", "../../etc"]], "version": 4}).encode(),
+     "invalid debug id"),
+    ("debug id empty", json.dumps({"stacks": [], "memoryMap": [["xul.pdb", ""]], "version": 4}).encode(),
+     "invalid debug id"),
+    ("deeply nested", b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+]
+
+
+@pytest.mark.parametrize("server", ["SymServer", "DiskCache"])
+@pytest.mark.parametrize("name,body,message", INVALID_BODIES, ids=[case[0] for case in INVALID_BODIES])
+def test_invalid_requests_get_400_with_a_located_json_error(trio, server, name, body, message):
+    response = trio.post(None, raw=body, server=server)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert message in error
+
+
+@pytest.mark.parametrize("server", ["SymServer", "DiskCache"])
+def test_servers_still_answer_after_invalid_requests(trio, server):
+    for _, body, _ in INVALID_BODIES:
+        trio.post(None, raw=body, server=server)
+    assert trio.post(sample_request()).text == SAMPLE_RESPONSE
+
+
+@pytest.mark.parametrize("server", ["SymServer", "DiskCache"])
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+def test_other_methods_on_root_are_405_json(trio, server, method):
+    response = trio.session.request(method, trio.url(server, "/"), timeout=10)
+    assert response.status_code == 405
+    assert "error" in response.json()
+
+
+def test_unknown_path_is_404_json(trio):
+    response = trio.session.post(trio.url("SymServer", "/nope"), data=b"{}", timeout=10)
+    assert response.status_code == 404
+    assert "/nope" in response.json()["error"]
+
+
+def test_request_id_is_echoed_and_logged(trio):
+    response = trio.post(sample_request(), headers={"X-Request-Id": "test-id-123"})
+    assert response.headers["X-Request-Id"] == "test-id-123"
+    log = (trio.workdir / "SymServer.log").read_text()
+    assert "request id=test-id-123 POST / 200" in log
+    # passed on to the DiskCache too, when it was asked
+    body = {"stacks": [[[0, 0x777]]], "memoryMap": [XUL], "version": 4}
+    trio.post(body, headers={"X-Request-Id": "test-id-456"})
+    assert "request id=test-id-456 POST /symbolicate/v5 200" in (trio.workdir / "DiskCache.log").read_text()
+
+
+def test_bad_request_id_is_replaced(trio):
+    response = trio.post(sample_request(), headers={"X-Request-Id": "bad id; x"})
+    assert response.headers["X-Request-Id"] != "bad id"
+    assert len(response.headers["X-Request-Id"]) == 16
