@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import tornado.web
@@ -9,7 +10,8 @@ import tornado.web
 from diskcache.provider import SymbolProvider
 from symcommon import requests as api
 from symcommon.responses import v4_response, v5_result
-from symcommon.web import ApiError, JsonHandler, LoadBalancerHeartbeat, NotFoundHandler, log_request
+from symcommon.web import (ApiError, JsonHandler, LoadBalancerHeartbeat, NotFoundHandler, VersionHandler,
+                           log_request, wants_debug)
 
 MAX_JOBS = 100  # SymServer enforces the public limit; this only bounds internal requests
 
@@ -56,10 +58,20 @@ class V4Handler(DiskCacheHandler):
 class V5Handler(DiskCacheHandler):
     async def post(self) -> None:
         jobs = api.parse_v5(self.json_body(), MAX_JOBS)
-        results = []
-        for job in jobs:
-            results.append(v5_result(job, await self.provider.answer(job)))
-        self.write_json({"results": results})
+        debug: dict[str, list] | None = {} if wants_debug(self.request) else None
+        answers = await asyncio.gather(*(self.provider.answer(job, debug) for job in jobs))
+        body: dict[str, Any] = {"results": [v5_result(job, answer) for job, answer in zip(jobs, answers)]}
+        if debug is not None:
+            body["debug"] = debug
+        self.write_json(body)
+
+
+class HeartbeatHandler(DiskCacheHandler):
+    """GET /__heartbeat__: 200 when the cache directory is writable; sizes for monitoring."""
+
+    async def get(self) -> None:
+        health = await self.provider.health()
+        self.write_json(health, status=200 if health["status"] == "ok" else 503)
 
 
 def make_app(provider: SymbolProvider) -> tornado.web.Application:
@@ -69,6 +81,8 @@ def make_app(provider: SymbolProvider) -> tornado.web.Application:
             (r"/symbolicate/v4", V4Handler, {"default_version": 4}),
             (r"/symbolicate/v5", V5Handler),
             (r"/__lbheartbeat__", LoadBalancerHeartbeat),
+            (r"/__heartbeat__", HeartbeatHandler),
+            (r"/__version__", VersionHandler),
         ],
         default_handler_class=NotFoundHandler,
         log_function=log_request,

@@ -163,5 +163,15 @@ class DiskLRU:
             self.evictions += 1
             self._drop(entry)
 
+    def check_writable(self) -> str | None:
+        """None if a file can be created in ``.tmp``, else why not."""
+        probe = self.temporary_path("health", "probe")
+        try:
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as error:
+            return error.strerror or str(error)
+        return None
+
     def __len__(self) -> int:
         return len(self._entries)

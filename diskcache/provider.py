@@ -50,6 +50,7 @@ class SymbolProvider:
         self._local: OrderedDict[Path, tuple[int, int, SymbolTable]] = OrderedDict()
         self._missing: dict[ModuleId, float] = {}
         self._inflight: dict[Any, asyncio.Future] = {}
+        self._loads: dict[ModuleId, dict[str, Any]] = {}
 
     def start(self) -> None:
         self.lru.load(_is_valid_table)
@@ -69,7 +70,7 @@ class SymbolProvider:
             return await self._once(("raw-to-table", module), lambda: self._process_raw(module))
         local = self._local_file(module)
         if local is not None:
-            return await self._once(("local", local), lambda: self._load_local(local))
+            return await self._once(("local", local), lambda: self._load_local(local, module))
         deadline = self._missing.get(module)
         if deadline is not None:
             if time.monotonic() < deadline:
@@ -117,7 +118,7 @@ class SymbolProvider:
                 return path
         return None
 
-    async def _load_local(self, path: Path) -> SymbolTable | None:
+    async def _load_local(self, path: Path, module: ModuleId) -> SymbolTable | None:
         """Local files are processed into memory, not the cache; a rebuilt file is reprocessed."""
         try:
             stat = path.stat()
@@ -127,21 +128,21 @@ class SymbolProvider:
         if known is not None and known[:2] == (stat.st_mtime_ns, stat.st_size):
             self._local.move_to_end(path)
             return known[2]
-        table = await self._process_to_table(path, None, keep=False)
+        table = await self._process_to_table(path, module, keep=False)
         if table is not None:
             self._local[path] = (stat.st_mtime_ns, stat.st_size, table)
             if len(self._local) > LOCAL_TABLES:
                 self._local.popitem(last=False)
         return table
 
-    async def _process_to_table(self, source: Path, module: ModuleId | None,
+    async def _process_to_table(self, source: Path, module: ModuleId,
                                 keep: bool) -> SymbolTable | None:
         """Process ``source``; ``keep`` adds the table to the cache, else it lives in memory only."""
-        destination = self.lru.temporary_path(module.cache_stem if module else "local", "table")
+        destination = self.lru.temporary_path(module.cache_stem, "table")
         started = time.monotonic()
         try:
             stats = await self.processor.process(source, destination)
-            if keep and module is not None:
+            if keep:
                 entry = self.lru.add(module, TABLE, destination)
                 table = SymbolTable.open(entry.path)
                 self._open[module] = table
@@ -156,10 +157,22 @@ class SymbolProvider:
         finally:
             if not keep:
                 destination.unlink(missing_ok=True)
+        seconds = time.monotonic() - started
         log.info("processed %s: %d bytes -> %d bytes (%d funcs, %d publics) in %.2fs",
                  printable(source.name), stats.input_bytes, stats.output_bytes, stats.funcs,
-                 stats.publics, time.monotonic() - started)
+                 stats.publics, seconds)
+        self._record_load(module, "processed", {"input_bytes": stats.input_bytes,
+                                                 "output_bytes": stats.output_bytes,
+                                                 "seconds": round(seconds, 4)})
         return table
+
+    def _record_load(self, module: ModuleId, what: str, figures: dict[str, Any]) -> None:
+        """Remember the latest download/processing of a module, for ``Debug: true`` answers."""
+        record = self._loads.setdefault(module, {})
+        record[what] = dict(figures, module=str(module))
+        record["finished"] = time.monotonic()
+        if len(self._loads) > OPEN_TABLES:
+            self._loads.pop(next(iter(self._loads)))
 
     async def _fetch_table(self, module: ModuleId) -> SymbolTable | None:
         download = self.lru.temporary_path(module.cache_stem, "download")
@@ -186,6 +199,8 @@ class SymbolProvider:
                      "; ".join(printable(e) for e in result.errors[-3:]) or "not in any store")
             self._remember_missing(module)
             return None
+        self._record_load(module, "fetched", {"url": result.url, "bytes": result.bytes,
+                                              "seconds": round(result.seconds, 4)})
         return result
 
     def _remember_missing(self, module: ModuleId) -> None:
@@ -236,10 +251,29 @@ class SymbolProvider:
     def exists(self, module: ModuleId) -> bool:
         return self.lru.contains(module, TABLE) or self.lru.contains(module, RAW)
 
+    async def health(self) -> dict[str, Any]:
+        """Whether the cache directory takes a write, and how full the cache is."""
+        loop = asyncio.get_running_loop()
+        error = await loop.run_in_executor(self.threads, self.lru.check_writable)
+        body: dict[str, Any] = {
+            "status": "ok" if error is None else "error",
+            "checks": {"cache_writable": "ok" if error is None else error},
+            "cache": {"files": len(self.lru), "bytes": self.lru.total_bytes,
+                      "max_bytes": self.lru.max_bytes, "evictions": self.lru.evictions},
+        }
+        if error is not None:
+            body["error"] = f"cache directory is not writable: {error}"
+        return body
+
     # -- answering a job ----------------------------------------------------------------------
 
-    async def answer(self, job: Job) -> JobAnswers:
-        """Find each referenced module's table and look up every frame of the job."""
+    async def answer(self, job: Job, debug: dict[str, list] | None = None) -> JobAnswers:
+        """Find each referenced module's table and look up every frame of the job.
+
+        With ``debug``, the downloads and processing this request caused or waited for are
+        appended to its ``modules_fetched`` and ``modules_processed`` lists.
+        """
+        started = time.monotonic()
         frames = job.frames()
         indexes = sorted({index for index, _ in frames})
         tables = await asyncio.gather(*(self.table(job.memory_map[i].module) for i in indexes))
@@ -248,6 +282,11 @@ class SymbolProvider:
         for index, table in by_index.items():
             answers.modules[index] = ModuleAnswer(table is not None,
                                                   table.code_file if table is not None else None)
+            record = self._loads.get(job.memory_map[index].module)
+            if debug is not None and record is not None and record["finished"] >= started:
+                for what in ("fetched", "processed"):
+                    if what in record:
+                        debug.setdefault(f"modules_{what}", []).append(record[what])
         wanted = [(i, offset) for i, offset in frames if by_index[i] is not None]
         if len(wanted) <= INLINE_LOOKUP_LIMIT:
             symbols = _look_up(by_index, wanted)

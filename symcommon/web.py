@@ -39,6 +39,11 @@ class JsonHandler(tornado.web.RequestHandler):
     request_id = "-"
     _counted = False
 
+    def set_default_headers(self) -> None:
+        # Browsers (the Firefox Profiler) call the API from other origins.
+        self.set_header("Access-Control-Allow-Origin", "*")
+        self.set_header("Access-Control-Expose-Headers", "X-Request-Id")
+
     def prepare(self) -> None:
         self.application.settings.setdefault("active_requests", [0])[0] += 1
         self._counted = True
@@ -105,6 +110,10 @@ class JsonHandler(tornado.web.RequestHandler):
         super()._handle_request_exception(error)  # type: ignore[arg-type]
 
     def options(self, *args: Any) -> None:
+        """CORS preflight: any origin may POST JSON, with our own headers."""
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", "Content-Type, Debug, X-Request-Id")
+        self.set_header("Access-Control-Max-Age", "86400")
         self.set_status(204)
         self.finish()
 
@@ -120,6 +129,45 @@ class LoadBalancerHeartbeat(JsonHandler):
 
     async def get(self) -> None:
         self.write_json({"status": "ok"})
+
+
+class VersionHandler(JsonHandler):
+    """GET /__version__: what is running (the commit when the source is a git checkout)."""
+
+    async def get(self) -> None:
+        self.write_json(version_info())
+
+
+def version_info() -> dict[str, Any]:
+    from importlib import metadata
+
+    try:
+        version = metadata.version("symbolication-server")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"name": "symbolication-server", "version": version, "commit": _source_commit()}
+
+
+def _source_commit() -> str | None:
+    git = Path(__file__).resolve().parent.parent / ".git"
+    try:
+        reference = (git / "HEAD").read_text().strip()
+        if not reference.startswith("ref: "):
+            return reference
+        name = reference[5:]
+        if (git / name).exists():
+            return (git / name).read_text().strip()
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + name):
+                return line.split()[0]
+    except OSError:
+        pass
+    return None
+
+
+def wants_debug(request: Any) -> bool:
+    """Whether the client sent the ``Debug: true`` header (timings and cache figures wanted)."""
+    return request.headers.get("Debug", "").strip().lower() == "true"
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import tornado.web
 
 from symcommon import requests as api
 from symcommon.responses import v4_response, v5_result
-from symcommon.web import ApiError, JsonHandler, LoadBalancerHeartbeat, NotFoundHandler, log_request
+from symcommon.web import (ApiError, JsonHandler, LoadBalancerHeartbeat, NotFoundHandler, VersionHandler,
+                           log_request, wants_debug)
 from symserver.diskcache_client import DiskCacheUnavailable
 from symserver.framecache import frame_key
 from symserver.symbolicate import Outcome, Symbolicator
@@ -30,9 +32,9 @@ class SymServerHandler(JsonHandler):
     def state(self) -> SymServerState:
         return self.application.settings["state"]
 
-    async def symbolicate(self, jobs: list[api.Job]) -> Outcome:
+    async def symbolicate(self, jobs: list[api.Job], debug: bool = False) -> Outcome:
         try:
-            return await self.symbolicator.symbolicate(jobs, self.request_id)
+            return await self.symbolicator.symbolicate(jobs, self.request_id, debug)
         except DiskCacheUnavailable as error:
             raise ApiError(503, str(error)) from None
 
@@ -72,9 +74,29 @@ class V4Handler(SymServerHandler):
 class V5Handler(SymServerHandler):
     async def post(self) -> None:
         jobs = api.parse_v5(self.json_body(), self.application.settings["max_jobs"])
-        outcome = await self.symbolicate(jobs)
-        results = [v5_result(job, answers) for job, answers in zip(jobs, outcome.answers)]
-        self.write_json({"results": results})
+        debug = wants_debug(self.request)
+        outcome = await self.symbolicate(jobs, debug)
+        body: dict[str, Any] = {
+            "results": [v5_result(job, answers) for job, answers in zip(jobs, outcome.answers)]}
+        if debug:
+            body["debug"] = dict(outcome.debug(), seconds=round(self.request.request_time(), 4))
+        self.write_json(body)
+
+
+class HeartbeatHandler(SymServerHandler):
+    """GET /__heartbeat__: 200 when memcached and the DiskCache answer, else 503 naming what is down."""
+
+    async def get(self) -> None:
+        symbolicator = self.symbolicator
+        memcached_ok, diskcache_ok = await asyncio.gather(symbolicator.frames.ping(),
+                                                          symbolicator.diskcache.ping())
+        checks = {"memcached": "ok" if memcached_ok else "down",
+                  "diskcache": "ok" if diskcache_ok else "down"}
+        down = [name for name, state in checks.items() if state != "ok"]
+        body: dict[str, Any] = {"status": "error" if down else "ok", "checks": checks}
+        if down:
+            body["error"] = " and ".join(down) + (" is" if len(down) == 1 else " are") + " not answering"
+        self.write_json(body, status=503 if down else 200)
 
 
 def make_app(symbolicator: Symbolicator, max_jobs: int) -> tornado.web.Application:
@@ -84,6 +106,8 @@ def make_app(symbolicator: Symbolicator, max_jobs: int) -> tornado.web.Applicati
             (r"/symbolicate/v4", V4Handler, {"default_version": 4}),
             (r"/symbolicate/v5", V5Handler),
             (r"/__lbheartbeat__", LoadBalancerHeartbeat),
+            (r"/__heartbeat__", HeartbeatHandler),
+            (r"/__version__", VersionHandler),
         ],
         default_handler_class=NotFoundHandler,
         log_function=log_request,

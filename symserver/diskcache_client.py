@@ -25,12 +25,15 @@ class DiskCacheClient:
         self.url = f"http://{address}/symbolicate/v5"
         self._http = AsyncHTTPClient()
 
-    async def symbolicate(self, body: dict[str, Any], request_id: str) -> dict[str, Any]:
-        """POST a v5 request; returns the decoded answer."""
+    async def symbolicate(self, body: dict[str, Any], request_id: str,
+                          debug: bool = False) -> dict[str, Any]:
+        """POST a v5 request; returns the decoded answer (with its ``debug`` figures if asked)."""
+        headers = {"Content-Type": "application/json", "X-Request-Id": request_id}
+        if debug:
+            headers["Debug"] = "true"
         try:
             response = await self._http.fetch(
-                self.url, method="POST", body=jsonio.dumps(body),
-                headers={"Content-Type": "application/json", "X-Request-Id": request_id},
+                self.url, method="POST", body=jsonio.dumps(body), headers=headers,
                 connect_timeout=CONNECT_TIMEOUT_SECONDS, request_timeout=REQUEST_TIMEOUT_SECONDS)
         except HTTPClientError as error:
             detail = error.response.body[:200] if error.response is not None else b""

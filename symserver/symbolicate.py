@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
+from typing import Any
 from symcommon.frames import FrameInfo
 from symcommon.modules import ModuleId
 from symcommon.requests import Job
@@ -23,11 +25,26 @@ Lookup = tuple[ModuleId, int]
 
 @dataclass
 class Outcome:
-    """Answers per job, plus which frames came from memcached (for ``cacheHits``)."""
+    """Answers per job, which frames came from memcached (``cacheHits``), and figures (``Debug``)."""
 
     answers: list[JobAnswers]
     cache_hits: set[Lookup] = field(default_factory=set)
+    memcached_misses: int = 0
+    memcached_seconds: float = 0.0
     diskcache_round_trips: int = 0
+    diskcache_seconds: float = 0.0
+    diskcache_debug: dict[str, Any] = field(default_factory=dict)
+
+    def debug(self) -> dict[str, Any]:
+        """The figures a ``Debug: true`` request gets back."""
+        return {
+            "memcached": {"hits": len(self.cache_hits), "misses": self.memcached_misses,
+                          "seconds": round(self.memcached_seconds, 4)},
+            "diskcache": {"round_trips": self.diskcache_round_trips,
+                          "seconds": round(self.diskcache_seconds, 4),
+                          "modules_fetched": self.diskcache_debug.get("modules_fetched", []),
+                          "modules_processed": self.diskcache_debug.get("modules_processed", [])},
+        }
 
 
 class Symbolicator:
@@ -36,23 +53,28 @@ class Symbolicator:
         self.diskcache = diskcache
         self._background: set[asyncio.Task] = set()
 
-    async def symbolicate(self, jobs: list[Job], request_id: str) -> Outcome:
+    async def symbolicate(self, jobs: list[Job], request_id: str, debug: bool = False) -> Outcome:
         """Raises :class:`DiskCacheUnavailable` when misses cannot be looked up."""
         wanted: set[Lookup] = set()
         for job in jobs:
             for index, offset in job.frames():
                 wanted.add((job.memory_map[index].module, offset))
         keys = {lookup: frame_key(*lookup) for lookup in wanted}
+        started = time.monotonic()
         cached = await self.frames.get_many(list(keys.values()))
+        memcached_seconds = time.monotonic() - started
         found: dict[Lookup, tuple[str | None, FrameInfo | None]] = {}
         for lookup, key in keys.items():
             if key in cached:
                 found[lookup] = cached[key]
-        outcome = Outcome(answers=[], cache_hits=set(found))
         misses = [lookup for lookup in wanted if lookup not in found]
+        outcome = Outcome(answers=[], cache_hits=set(found), memcached_misses=len(misses),
+                          memcached_seconds=memcached_seconds)
         if misses:
             outcome.diskcache_round_trips = 1
-            fresh = await self._ask_diskcache(misses, request_id)
+            started = time.monotonic()
+            fresh = await self._ask_diskcache(misses, request_id, debug, outcome)
+            outcome.diskcache_seconds = time.monotonic() - started
             found.update(fresh)
             if fresh:
                 self._fill_cache({keys[lookup]: encode(*value) for lookup, value in fresh.items()})
@@ -69,14 +91,16 @@ class Symbolicator:
             outcome.answers.append(answers)
         return outcome
 
-    async def _ask_diskcache(self, misses: list[Lookup], request_id: str
-                             ) -> dict[Lookup, tuple[str | None, FrameInfo | None]]:
+    async def _ask_diskcache(self, misses: list[Lookup], request_id: str, debug: bool,
+                             outcome: Outcome) -> dict[Lookup, tuple[str | None, FrameInfo | None]]:
         """Symbols of the missed frames whose modules the DiskCache found."""
         modules = sorted({module for module, _ in misses}, key=str)
         index_of = {module: i for i, module in enumerate(modules)}
         body = {"memoryMap": [[m.debug_file, m.debug_id] for m in modules],
                 "stacks": [[[index_of[module], offset] for module, offset in misses]]}
-        answer = await self.diskcache.symbolicate(body, request_id)
+        answer = await self.diskcache.symbolicate(body, request_id, debug)
+        if debug and isinstance(answer.get("debug"), dict):
+            outcome.diskcache_debug = answer["debug"]
         try:
             result = answer["results"][0]
             frames = result["stacks"][0]
