@@ -128,6 +128,19 @@ def start_memcached(settings: dict, pid_dir: Path) -> None:
                          f"{finished.stderr.strip() or finished.stdout.strip()}")
 
 
+def adopt_pid(program: Program, pid_dir: Path) -> bool:
+    """Write the pidfile for a daemon that could not (memcached after dropping root cannot
+    write into a directory its user cannot reach); it is found by its command line."""
+    pidfile = program.pidfile(pid_dir)
+    for _ in range(20):
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            if str(pidfile) in (process.info["cmdline"] or []):
+                pidfile.write_text(f"{process.info['pid']}\n")
+                return True
+        time.sleep(0.05)
+    return False
+
+
 def memcached_answers(host: str, port: int) -> bool:
     """A real set and get round trip."""
     try:
@@ -206,7 +219,7 @@ def start_all(config: dict, pid_dir: Path, timeout: float) -> None:
             start_memcached(settings, pid_dir)
             wait_until(lambda: memcached_answers(host, settings["port"]), None, program,
                        pid_dir, timeout, "memcached's output above")
-            if running_process(program, pid_dir) is None:
+            if running_process(program, pid_dir) is None and not adopt_pid(program, pid_dir):
                 raise StartError(f"memcached answers but wrote no pidfile in {pid_dir}")
             say(f"memcached answers on {host}:{settings['port']} "
                 f"(pid {running_process(program, pid_dir).pid})")

@@ -25,6 +25,8 @@ def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The store's files: the demo symbols and the edge-case fixtures, in store layout."""
     root = tmp_path_factory.mktemp("store")
     for source in (DEMO_SYMBOLS, EDGE_CASES):
+        if not source.exists():
+            continue
         shutil.copytree(source, root, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("*.md", "*.json"))
     return root
