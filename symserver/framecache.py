@@ -102,7 +102,8 @@ class FrameCache:
             stats = await self._call("get_stats")
         except Exception:  # noqa: BLE001
             return False
-        return len(stats) == len(self.servers)
+        # a server whose connection died mid-call is listed with no figures
+        return sum(1 for _, figures in stats if figures) == len(self.servers)
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
