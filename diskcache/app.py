@@ -10,8 +10,7 @@ import tornado.web
 from diskcache.provider import SymbolProvider
 from symcommon import requests as api
 from symcommon.responses import v4_response, v5_result
-from symcommon.web import (ApiError, JsonHandler, LoadBalancerHeartbeat, NotFoundHandler, VersionHandler,
-                           log_request, wants_debug)
+from symcommon.web import ApiError, JsonHandler, OriginalProtocolHandler, protocol_application, wants_debug
 
 MAX_JOBS = 100  # SymServer enforces the public limit; this only bounds internal requests
 
@@ -22,22 +21,9 @@ class DiskCacheHandler(JsonHandler):
         return self.application.settings["provider"]
 
 
-class V4Handler(DiskCacheHandler):
-    """POST / (version required, debug protocol allowed) and POST /symbolicate/v4."""
-
-    def initialize(self, default_version: int | None) -> None:
-        self.default_version = default_version
-
-    async def post(self) -> None:
-        body = self.json_body()
-        debug = api.parse_debug(body)
-        if debug is not None:
-            self.require_loopback()
-            self.write_json(await self.debug_action(debug))
-            return
-        version, job = api.parse_v4(body, self.default_version)
-        answers = await self.provider.answer(job)
-        self.write_json(v4_response(job, answers, version), compact=False)
+class V4Handler(OriginalProtocolHandler, DiskCacheHandler):
+    async def v4_answer(self, job: api.Job, version: int) -> Any:
+        return v4_response(job, await self.provider.answer(job), version)
 
     async def debug_action(self, request: api.DebugRequest) -> dict[str, Any]:
         module = api.debug_module(request)
@@ -75,16 +61,4 @@ class HeartbeatHandler(DiskCacheHandler):
 
 
 def make_app(provider: SymbolProvider) -> tornado.web.Application:
-    return tornado.web.Application(
-        [
-            (r"/", V4Handler, {"default_version": None}),
-            (r"/symbolicate/v4", V4Handler, {"default_version": 4}),
-            (r"/symbolicate/v5", V5Handler),
-            (r"/__lbheartbeat__", LoadBalancerHeartbeat),
-            (r"/__heartbeat__", HeartbeatHandler),
-            (r"/__version__", VersionHandler),
-        ],
-        default_handler_class=NotFoundHandler,
-        log_function=log_request,
-        provider=provider,
-    )
+    return protocol_application(V4Handler, V5Handler, HeartbeatHandler, provider=provider)

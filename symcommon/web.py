@@ -18,7 +18,7 @@ import tornado.web
 
 from symcommon import jsonio
 from symcommon.logs import printable
-from symcommon.requests import RequestError
+from symcommon.requests import DebugRequest, Job, RequestError, parse_debug, parse_v4
 
 log = logging.getLogger("http")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -118,6 +118,32 @@ class JsonHandler(tornado.web.RequestHandler):
         self.finish()
 
 
+class OriginalProtocolHandler(JsonHandler):
+    """POST / and /symbolicate/v4: a v3/v4 request, or a debug request from a loopback peer.
+
+    Subclasses say how a job is answered and which debug actions they have.
+    """
+
+    def initialize(self, default_version: int | None) -> None:
+        self.default_version = default_version  # None: "version" is required, as on POST /
+
+    async def post(self) -> None:
+        body = self.json_body()
+        debug = parse_debug(body)
+        if debug is not None:
+            self.require_loopback()
+            self.write_json(await self.debug_action(debug))
+            return
+        version, job = parse_v4(body, self.default_version)
+        self.write_json(await self.v4_answer(job, version), compact=False)
+
+    async def v4_answer(self, job: Job, version: int) -> Any:
+        raise NotImplementedError
+
+    async def debug_action(self, request: DebugRequest) -> dict[str, Any]:
+        raise NotImplementedError
+
+
 class NotFoundHandler(JsonHandler):
     def prepare(self) -> None:
         super().prepare()
@@ -163,6 +189,24 @@ def _source_commit() -> str | None:
     except OSError:
         pass
     return None
+
+
+def protocol_application(v4: type, v5: type, heartbeat: type,
+                         **settings: Any) -> tornado.web.Application:
+    """The routes both servers share, since they speak the same protocol."""
+    return tornado.web.Application(
+        [
+            (r"/", v4, {"default_version": None}),
+            (r"/symbolicate/v4", v4, {"default_version": 4}),
+            (r"/symbolicate/v5", v5),
+            (r"/__lbheartbeat__", LoadBalancerHeartbeat),
+            (r"/__heartbeat__", heartbeat),
+            (r"/__version__", VersionHandler),
+        ],
+        default_handler_class=NotFoundHandler,
+        log_function=log_request,
+        **settings,
+    )
 
 
 def wants_debug(request: Any) -> bool:

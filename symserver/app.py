@@ -9,8 +9,7 @@ import tornado.web
 
 from symcommon import requests as api
 from symcommon.responses import v4_response, v5_result
-from symcommon.web import (ApiError, JsonHandler, LoadBalancerHeartbeat, NotFoundHandler, VersionHandler,
-                           log_request, wants_debug)
+from symcommon.web import ApiError, JsonHandler, OriginalProtocolHandler, protocol_application, wants_debug
 from symserver.diskcache_client import DiskCacheUnavailable
 from symserver.framecache import frame_key
 from symserver.symbolicate import Outcome, Symbolicator
@@ -39,26 +38,14 @@ class SymServerHandler(JsonHandler):
             raise ApiError(503, str(error)) from None
 
 
-class V4Handler(SymServerHandler):
-    """POST / (version required, debug protocol allowed) and POST /symbolicate/v4."""
-
-    def initialize(self, default_version: int | None) -> None:
-        self.default_version = default_version
-
-    async def post(self) -> None:
-        body = self.json_body()
-        debug = api.parse_debug(body)
-        if debug is not None:
-            self.require_loopback()
-            self.write_json(await self.debug_action(debug))
-            return
-        version, job = api.parse_v4(body, self.default_version)
+class V4Handler(OriginalProtocolHandler, SymServerHandler):
+    async def v4_answer(self, job: api.Job, version: int) -> Any:
         outcome = await self.symbolicate([job])
         hits = None
         if self.state.output_cache_hits:
             hits = [[index >= 0 and (job.memory_map[index].module, offset) in outcome.cache_hits
                      for index, offset in stack] for stack in job.stacks]
-        self.write_json(v4_response(job, outcome.answers[0], version, hits), compact=False)
+        return v4_response(job, outcome.answers[0], version, hits)
 
     async def debug_action(self, request: api.DebugRequest) -> dict[str, Any]:
         if request.action == "outputCacheHits":
@@ -100,18 +87,5 @@ class HeartbeatHandler(SymServerHandler):
 
 
 def make_app(symbolicator: Symbolicator, max_jobs: int) -> tornado.web.Application:
-    return tornado.web.Application(
-        [
-            (r"/", V4Handler, {"default_version": None}),
-            (r"/symbolicate/v4", V4Handler, {"default_version": 4}),
-            (r"/symbolicate/v5", V5Handler),
-            (r"/__lbheartbeat__", LoadBalancerHeartbeat),
-            (r"/__heartbeat__", HeartbeatHandler),
-            (r"/__version__", VersionHandler),
-        ],
-        default_handler_class=NotFoundHandler,
-        log_function=log_request,
-        symbolicator=symbolicator,
-        state=SymServerState(),
-        max_jobs=max_jobs,
-    )
+    return protocol_application(V4Handler, V5Handler, HeartbeatHandler, symbolicator=symbolicator,
+                                state=SymServerState(), max_jobs=max_jobs)
