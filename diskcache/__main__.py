@@ -15,7 +15,7 @@ async def run(config: dict, pidfile: Path | None) -> None:
     section = config["DiskCache"]
     provider = SymbolProvider(section)
     provider.start()
-    await serve(make_app(provider), section["port"], name="DiskCache", pidfile=pidfile,
+    await serve(make_app(section, provider), section["port"], name="DiskCache", pidfile=pidfile,
                 on_stop=provider.close)
 
 

@@ -12,9 +12,6 @@ from symcommon import requests as api
 from symcommon.responses import v4_response, v5_result
 from symcommon.web import ApiError, JsonHandler, OriginalProtocolHandler, protocol_application, wants_debug
 
-MAX_JOBS = 100  # SymServer enforces the public limit; this only bounds internal requests
-
-
 class DiskCacheHandler(JsonHandler):
     @property
     def provider(self) -> SymbolProvider:
@@ -43,7 +40,7 @@ class V4Handler(OriginalProtocolHandler, DiskCacheHandler):
 
 class V5Handler(DiskCacheHandler):
     async def post(self) -> None:
-        jobs = api.parse_v5(self.json_body(), MAX_JOBS)
+        jobs = api.parse_v5(self.json_body(), self.settings["limits"])
         debug: dict[str, list] | None = {} if wants_debug(self.request) else None
         answers = await asyncio.gather(*(self.provider.answer(job, debug) for job in jobs))
         body: dict[str, Any] = {"results": [v5_result(job, answer) for job, answer in zip(jobs, answers)]}
@@ -60,5 +57,5 @@ class HeartbeatHandler(DiskCacheHandler):
         self.write_json(health, status=200 if health["status"] == "ok" else 503)
 
 
-def make_app(provider: SymbolProvider) -> tornado.web.Application:
-    return protocol_application(V4Handler, V5Handler, HeartbeatHandler, provider=provider)
+def make_app(section: dict[str, Any], provider: SymbolProvider) -> tornado.web.Application:
+    return protocol_application(section, V4Handler, V5Handler, HeartbeatHandler, provider=provider)

@@ -34,6 +34,9 @@ DEFAULTS: Config = {
         "missingModuleTTLSeconds": 60,
         "downloadTimeoutSeconds": 300,
         "processWorkers": 1,
+        "maxRequestMB": 16,
+        "maxFramesPerRequest": 100000,
+        "maxModulesPerRequest": 5000,
         "log": _log_defaults("DiskCache"),
     },
     "SymServer": {
@@ -41,6 +44,9 @@ DEFAULTS: Config = {
         "memcachedServers": ["127.0.0.1:11211"],
         "DiskCacheServer": "127.0.0.1:8888",
         "maxJobsPerRequest": 10,
+        "maxRequestMB": 16,
+        "maxFramesPerRequest": 100000,
+        "maxModulesPerRequest": 5000,
         "log": _log_defaults("SymServer"),
     },
     "quickstart": {
@@ -61,7 +67,8 @@ DEFAULTS: Config = {
 PATH_KEYS = {("DiskCache", "cachePath"), ("DiskCache", "localSymbolDirs"),
              ("DiskCache", "log", "path"), ("SymServer", "log", "path")}
 PORT_KEYS = {"port"}
-POSITIVE_KEYS = {"maxSizeMB", "maxFiles", "maxFileSizeMB", "processWorkers", "maxJobsPerRequest"}
+POSITIVE_KEYS = {"maxSizeMB", "maxFiles", "maxFileSizeMB", "processWorkers", "maxJobsPerRequest",
+                 "maxRequestMB", "maxFramesPerRequest", "maxModulesPerRequest"}
 
 
 class ConfigError(ValueError):

@@ -21,6 +21,20 @@ class RequestError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """How much one request may ask for (the config's ``max*PerRequest`` keys)."""
+
+    max_jobs: int = 10
+    max_frames: int = 100_000
+    max_modules: int = 5000
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> Limits:
+        return cls(section.get("maxJobsPerRequest", cls.max_jobs), section["maxFramesPerRequest"],
+                   section["maxModulesPerRequest"])
+
+
+@dataclass(frozen=True, slots=True)
 class MemoryMapEntry:
     module: ModuleId
     label: str  # "<debug_file>/<debug_id>" as the client wrote it, for v5 found_modules
@@ -53,13 +67,19 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def parse_job(body: Any, where: str = "") -> Job:
-    """Validate ``{"stacks": ..., "memoryMap": ...}``; ``where`` prefixes error locations."""
+def parse_job(body: Any, where: str = "", limits: Limits = Limits(), frames_before: int = 0) -> Job:
+    """Validate ``{"stacks": ..., "memoryMap": ...}``; ``where`` prefixes error locations.
+
+    ``frames_before`` counts the frames of earlier jobs of the same request, for the limit.
+    """
     if not isinstance(body, dict):
         raise RequestError(f"{where or 'request'}: expected a JSON object, got {_describe(body)}")
     memory_map_value = body.get("memoryMap")
     if not isinstance(memory_map_value, list):
         raise RequestError(f"{where}memoryMap: expected a list of [debug_file, debug_id] pairs")
+    if len(memory_map_value) > limits.max_modules:
+        raise RequestError(f"{where}memoryMap: {len(memory_map_value)} modules, more than the limit "
+                           f"of {limits.max_modules} per request")
     memory_map = []
     for index, entry in enumerate(memory_map_value):
         place = f"{where}memoryMap[{index}]"
@@ -73,6 +93,10 @@ def parse_job(body: Any, where: str = "") -> Job:
     stacks_value = body.get("stacks")
     if not isinstance(stacks_value, list):
         raise RequestError(f"{where}stacks: expected a list of stacks")
+    frame_count = frames_before + sum(len(stack) for stack in stacks_value if isinstance(stack, list))
+    if frame_count > limits.max_frames:
+        raise RequestError(f"{where}stacks: {frame_count} frames, more than the limit of "
+                           f"{limits.max_frames} per request")
     stacks = []
     for stack_index, stack in enumerate(stacks_value):
         if not isinstance(stack, list):
@@ -94,26 +118,31 @@ def parse_job(body: Any, where: str = "") -> Job:
     return Job(tuple(memory_map), tuple(stacks))
 
 
-def parse_v4(body: Any, default_version: int | None = None) -> tuple[int, Job]:
+def parse_v4(body: Any, default_version: int | None = None, limits: Limits = Limits()) -> tuple[int, Job]:
     """A version 3 or 4 request (POST /); ``default_version`` when "version" may be absent."""
     if not isinstance(body, dict):
         raise RequestError(f"request: expected a JSON object, got {_describe(body)}")
     version = body.get("version", default_version)
     if version not in (3, 4) or not _is_int(version):
         raise RequestError(f"version: expected 3 or 4, got {_describe(version)}")
-    return version, parse_job(body)
+    return version, parse_job(body, limits=limits)
 
 
-def parse_v5(body: Any, max_jobs: int) -> list[Job]:
+def parse_v5(body: Any, limits: Limits = Limits()) -> list[Job]:
     """``{"jobs": [job, ...]}`` or a single job without the wrapper."""
     if isinstance(body, dict) and "jobs" in body:
         jobs = body["jobs"]
         if not isinstance(jobs, list):
             raise RequestError("jobs: expected a list of jobs")
-        if len(jobs) > max_jobs:
-            raise RequestError(f"jobs: {len(jobs)} jobs, more than the limit of {max_jobs} per request")
-        return [parse_job(job, f"jobs[{index}].") for index, job in enumerate(jobs)]
-    return [parse_job(body)]
+        if len(jobs) > limits.max_jobs:
+            raise RequestError(f"jobs: {len(jobs)} jobs, more than the limit of {limits.max_jobs} per request")
+        parsed: list[Job] = []
+        frames = 0
+        for index, job in enumerate(jobs):
+            parsed.append(parse_job(job, f"jobs[{index}].", limits, frames))
+            frames += sum(len(stack) for stack in parsed[-1].stacks)
+        return parsed
+    return [parse_job(body, limits=limits)]
 
 
 def parse_debug(body: Any) -> DebugRequest | None:

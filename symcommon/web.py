@@ -18,7 +18,7 @@ import tornado.web
 
 from symcommon import jsonio
 from symcommon.logs import printable
-from symcommon.requests import DebugRequest, Job, RequestError, parse_debug, parse_v4
+from symcommon.requests import DebugRequest, Job, Limits, RequestError, parse_debug, parse_v4
 
 log = logging.getLogger("http")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -33,11 +33,17 @@ class ApiError(Exception):
         self.message = message
 
 
+@tornado.web.stream_request_body
 class JsonHandler(tornado.web.RequestHandler):
-    """A handler that speaks JSON, errors included, and tags each request with an id."""
+    """A handler that speaks JSON, errors included, and tags each request with an id.
+
+    The body is streamed in, so one larger than the ``max_request_bytes`` setting is refused
+    with 413 before it is read (when it declares its length) or without being kept.
+    """
 
     request_id = "-"
     _counted = False
+    _body_too_large = False
 
     def set_default_headers(self) -> None:
         # Browsers (the Firefox Profiler) call the API from other origins.
@@ -50,6 +56,25 @@ class JsonHandler(tornado.web.RequestHandler):
         given = self.request.headers.get("X-Request-Id", "")
         self.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
         self.set_header("X-Request-Id", self.request_id)
+        self._chunks: list[bytes] = []
+        self._body_bytes = 0
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self._body_limit():
+            raise ApiError(413, self._too_large_message())
+
+    def _body_limit(self) -> int:
+        return self.settings.get("max_request_bytes", 16 * 1024 * 1024)
+
+    def _too_large_message(self) -> str:
+        return f"request body larger than the limit of {self._body_limit()} bytes"
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body_bytes += len(chunk)
+        if self._body_bytes > self._body_limit():
+            self._body_too_large = True
+            self._chunks = []  # keep reading (to answer), but keep nothing
+        else:
+            self._chunks.append(chunk)
 
     def on_finish(self) -> None:
         if self._counted:
@@ -62,8 +87,10 @@ class JsonHandler(tornado.web.RequestHandler):
         self.finish(jsonio.dumps(value, compact=compact))
 
     def json_body(self) -> Any:
+        if self._body_too_large:
+            raise ApiError(413, self._too_large_message())
         try:
-            return jsonio.loads(self.request.body)
+            return jsonio.loads(b"".join(self._chunks))
         except jsonio.JsonError as error:
             raise ApiError(400, str(error)) from None
 
@@ -134,7 +161,7 @@ class OriginalProtocolHandler(JsonHandler):
             self.require_loopback()
             self.write_json(await self.debug_action(debug))
             return
-        version, job = parse_v4(body, self.default_version)
+        version, job = parse_v4(body, self.default_version, self.settings["limits"])
         self.write_json(await self.v4_answer(job, version), compact=False)
 
     async def v4_answer(self, job: Job, version: int) -> Any:
@@ -191,9 +218,10 @@ def _source_commit() -> str | None:
     return None
 
 
-def protocol_application(v4: type, v5: type, heartbeat: type,
+def protocol_application(section: dict[str, Any], v4: type, v5: type, heartbeat: type,
                          **settings: Any) -> tornado.web.Application:
-    """The routes both servers share, since they speak the same protocol."""
+    """The routes both servers share, since they speak the same protocol, with the
+    request limits of the server's config ``section``."""
     return tornado.web.Application(
         [
             (r"/", v4, {"default_version": None}),
@@ -205,6 +233,8 @@ def protocol_application(v4: type, v5: type, heartbeat: type,
         ],
         default_handler_class=NotFoundHandler,
         log_function=log_request,
+        limits=Limits.from_section(section),
+        max_request_bytes=section["maxRequestMB"] * 1024 * 1024,
         **settings,
     )
 
@@ -231,11 +261,12 @@ def write_pidfile(path: Path) -> None:
 
 
 async def serve(app: tornado.web.Application, port: int, *, name: str,
-                pidfile: Path | None = None, max_body_size: int = 100 * 1024 * 1024,
+                pidfile: Path | None = None,
                 on_stop: Callable[[], Awaitable[None]] | None = None,
                 drain_seconds: float = 20.0) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting, let requests in flight finish, exit."""
-    server = tornado.httpserver.HTTPServer(app, xheaders=False, max_body_size=max_body_size)
+    # Handlers enforce the configured body limit themselves, with a JSON 413.
+    server = tornado.httpserver.HTTPServer(app, xheaders=False, max_body_size=1 << 40)
     server.listen(port)
     log.info("%s listening on port %d (pid %d)", name, port, os.getpid())
     if pidfile is not None:

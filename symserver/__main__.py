@@ -25,7 +25,7 @@ async def run(config: dict, pidfile: Path | None) -> None:
         await symbolicator.drain()
         frames.close()
 
-    await serve(make_app(symbolicator, section["maxJobsPerRequest"]), section["port"],
+    await serve(make_app(section, symbolicator), section["port"],
                 name="SymServer", pidfile=pidfile, on_stop=stop)
 
 

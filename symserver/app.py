@@ -60,7 +60,7 @@ class V4Handler(OriginalProtocolHandler, SymServerHandler):
 
 class V5Handler(SymServerHandler):
     async def post(self) -> None:
-        jobs = api.parse_v5(self.json_body(), self.application.settings["max_jobs"])
+        jobs = api.parse_v5(self.json_body(), self.settings["limits"])
         debug = wants_debug(self.request)
         outcome = await self.symbolicate(jobs, debug)
         body: dict[str, Any] = {
@@ -86,6 +86,6 @@ class HeartbeatHandler(SymServerHandler):
         self.write_json(body, status=503 if down else 200)
 
 
-def make_app(symbolicator: Symbolicator, max_jobs: int) -> tornado.web.Application:
-    return protocol_application(V4Handler, V5Handler, HeartbeatHandler, symbolicator=symbolicator,
-                                state=SymServerState(), max_jobs=max_jobs)
+def make_app(section: dict[str, Any], symbolicator: Symbolicator) -> tornado.web.Application:
+    return protocol_application(section, V4Handler, V5Handler, HeartbeatHandler,
+                                symbolicator=symbolicator, state=SymServerState())

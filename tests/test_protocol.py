@@ -159,3 +159,43 @@ def test_bad_request_id_is_replaced(trio):
     response = trio.post(sample_request(), headers={"X-Request-Id": "bad id; x"})
     assert response.headers["X-Request-Id"] != "bad id"
     assert len(response.headers["X-Request-Id"]) == 16
+
+
+@pytest.mark.parametrize("server", ["SymServer", "DiskCache"])
+def test_oversized_bodies_get_413_declared_or_streamed(trio, server):
+    declared = trio.post(None, raw=b" " * (16 * 1024 * 1024 + 1), server=server)
+    assert declared.status_code == 413
+    assert "16777216" in declared.json()["error"]
+
+    def chunked():
+        for _ in range(17):
+            yield b" " * (1024 * 1024)
+
+    streamed = trio.session.post(trio.url(server), data=chunked(), timeout=60)
+    assert streamed.status_code == 413
+    assert trio.post(sample_request(), server=server).status_code == 200
+
+
+def test_frame_and_module_limits_name_the_limit(trio):
+    frames = {"version": 4, "memoryMap": [XUL], "stacks": [[[0, 1]] * 60000, [[0, 2]] * 40001]}
+    response = trio.post(frames)
+    assert response.status_code == 400
+    assert "100001 frames, more than the limit of 100000" in response.json()["error"]
+    modules = {"version": 4, "memoryMap": [XUL] * 5001, "stacks": []}
+    response = trio.post(modules)
+    assert response.status_code == 400
+    assert "5001 modules, more than the limit of 5000" in response.json()["error"]
+    v5 = {"jobs": [{"memoryMap": [XUL], "stacks": [[[0, 1]] * 50000]}] * 3}
+    response = trio.post(v5, path="/symbolicate/v5")
+    assert response.status_code == 400
+    assert "jobs[2].stacks: 150000 frames" in response.json()["error"]
+
+
+def test_the_largest_real_requests_are_within_the_default_limits(trio):
+    # the Firefox Profiler: 10 jobs of one module, 10,000 addresses in all
+    profiler = {"jobs": [{"memoryMap": [XUL], "stacks": [[[0, 11723767 + i] for i in range(1000)]]}] * 10}
+    assert trio.post(profiler, path="/symbolicate/v5").status_code == 200
+    # a crash report: a few hundred modules
+    crash = {"version": 4, "memoryMap": [[f"lib{i}.so", f"{i:032X}0"] for i in range(400)],
+             "stacks": [[[i, 0x1000 + i] for i in range(400)]]}
+    assert trio.post(crash).status_code == 200
