@@ -86,15 +86,27 @@ def stop(program: Program, pid_dir: Path) -> None:
     say(f"stopping {program.name} (pid {process.pid})")
     try:
         process.terminate()
-        try:
-            process.wait(STOP_GRACE_SECONDS)
-        except psutil.TimeoutExpired:
+        if not wait_gone(process, STOP_GRACE_SECONDS):
             say(f"{program.name} did not stop in {STOP_GRACE_SECONDS:.0f}s; killing it")
             process.kill()
-            process.wait(5)
+            wait_gone(process, 5)
     except psutil.NoSuchProcess:
         pass
     program.pidfile(pid_dir).unlink(missing_ok=True)
+
+
+def wait_gone(process: psutil.Process, timeout: float) -> bool:
+    """Wait until the process has exited. A zombie has: our servers are not our children
+    once an earlier quickstart has exited, and their reaper may take its time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def memcached_user() -> str | None:

@@ -87,6 +87,11 @@ class Trio:
         self.quickstart("-c", str(self.config_path))
         return self
 
+    def reconfigure(self, changes: dict) -> None:
+        """Change the config file (e.g. which programs the next start restarts)."""
+        deep_update(self.config, changes)
+        self.config_path.write_text(json.dumps(self.config, indent=2))
+
     def stop(self) -> None:
         self.quickstart("--stop", check=False)
         self.session.close()
