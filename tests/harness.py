@@ -11,6 +11,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,16 @@ class Trio:
             if path.exists():
                 parts.append(f"--- {name} (last lines)\n" + "\n".join(path.read_text().splitlines()[-30:]))
         return "\n".join(parts)
+
+    def wait_for_log(self, name: str, text: str, timeout: float = 5.0) -> bool:
+        """Whether ``text`` shows up in a log (request lines are written just after the answer)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            path = self.workdir / name
+            if path.exists() and text in path.read_text():
+                return True
+            time.sleep(0.05)
+        return False
 
     def url(self, server: str = "SymServer", path: str = "/") -> str:
         port = self.symserver_port if server == "SymServer" else self.diskcache_port

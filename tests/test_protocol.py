@@ -147,12 +147,11 @@ def test_unknown_path_is_404_json(trio):
 def test_request_id_is_echoed_and_logged(trio):
     response = trio.post(sample_request(), headers={"X-Request-Id": "test-id-123"})
     assert response.headers["X-Request-Id"] == "test-id-123"
-    log = (trio.workdir / "SymServer.log").read_text()
-    assert "request id=test-id-123 POST / 200" in log
+    assert trio.wait_for_log("SymServer.log", "request id=test-id-123 POST / 200")
     # passed on to the DiskCache too, when it was asked
     body = {"stacks": [[[0, 0x777]]], "memoryMap": [XUL], "version": 4}
     trio.post(body, headers={"X-Request-Id": "test-id-456"})
-    assert "request id=test-id-456 POST /symbolicate/v5 200" in (trio.workdir / "DiskCache.log").read_text()
+    assert trio.wait_for_log("DiskCache.log", "request id=test-id-456 POST /symbolicate/v5 200")
 
 
 def test_bad_request_id_is_replaced(trio):
