@@ -22,7 +22,6 @@ async def run(config: dict, pidfile: Path | None) -> None:
     symbolicator = Symbolicator(frames, DiskCacheClient(section["DiskCacheServer"]))
 
     async def stop() -> None:
-        await symbolicator.drain()
         frames.close()
 
     await serve(make_app(section, symbolicator), section["port"],

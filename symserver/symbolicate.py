@@ -1,12 +1,12 @@
 """SymServer's lookup path: memcached first, the DiskCache for the misses, then fill memcached.
 
 However many jobs and frames a request has, it costs at most one memcached ``get_multi``,
-one DiskCache request and one ``set_multi`` (sent after the answer, off the request's path).
+one DiskCache request and one ``set_multi``.  The fill is awaited (bounded by the memcached
+timeout) so that a client repeating a request at once is answered from memcached.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -51,7 +51,6 @@ class Symbolicator:
     def __init__(self, frames: FrameCache, diskcache: DiskCacheClient) -> None:
         self.frames = frames
         self.diskcache = diskcache
-        self._background: set[asyncio.Task] = set()
 
     async def symbolicate(self, jobs: list[Job], request_id: str, debug: bool = False) -> Outcome:
         """Raises :class:`DiskCacheUnavailable` when misses cannot be looked up."""
@@ -77,7 +76,7 @@ class Symbolicator:
             outcome.diskcache_seconds = time.monotonic() - started
             found.update(fresh)
             if fresh:
-                self._fill_cache({keys[lookup]: encode(*value) for lookup, value in fresh.items()})
+                await self.frames.set_many({keys[lookup]: encode(*value) for lookup, value in fresh.items()})
         for job in jobs:
             answers = JobAnswers()
             for index, offset in job.frames():
@@ -114,14 +113,3 @@ class Symbolicator:
         except (KeyError, IndexError, TypeError, ValueError) as error:
             raise DiskCacheUnavailable(f"DiskCache sent an answer of the wrong shape: {error}") from error
         return fresh
-
-    def _fill_cache(self, values: dict[str, bytes]) -> None:
-        task = asyncio.create_task(self.frames.set_many(values))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def drain(self) -> None:
-        """Wait for cache fills still in flight (at shutdown)."""
-        if self._background:
-            await asyncio.wait(list(self._background), timeout=2)
-

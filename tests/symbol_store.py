@@ -31,6 +31,13 @@ from urllib.parse import unquote
 DRIP_PIECE_BYTES = 256
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client dropping its connection (as the DiskCache's pool does) is not news
+
+
 class SymbolStore:
     """Serves ``root`` (laid out ``<debug_file>/<debug_id>/<sym file>``) in a background thread."""
 
@@ -56,8 +63,7 @@ class SymbolStore:
             pass
 
         Handler.store = store
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
