@@ -196,3 +196,117 @@ def fixture_tables() -> dict:
 def test_hand_worked_answers(fixture_tables, case):
     table = fixture_tables[tuple(case["module"])]
     assert answer(table, case["offset"]) == case["answer"], case["why"]
+
+
+# -- every branch of the rule, worked out by hand ------------------------------------------------
+
+BRANCHES = b"""MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 branches.so
+INFO CODE_ID 0123 branches.so.1
+FILE 0 a.cpp
+FILE 1 b.h
+FILE 1 duplicate-number-ignored.h
+INLINE_ORIGIN 0 inl_zero
+INLINE_ORIGIN 1 inl_one
+INLINE_ORIGIN 2 inl_two
+PUBLIC 500 0 pub_before_everything
+FUNC 1000 100 0 first(int)
+1000 10 10 0
+1010 f0 11 0
+FUNC m 1200 10 8 shared_code
+1200 10 20 99
+PUBLIC 1180 0 pub_in_gap
+PUBLIC 1200 0 pub_at_func
+PUBLIC m 1220 0 pub_after_func
+PUBLIC 1220 0 pub_duplicate_ignored
+FUNC 1300 0 0 size_zero_ignored
+FUNC 1400 100 0 outer
+FUNC 1450 100 0 overlapping_ignored
+FUNC 1400 10 0 same_address_ignored
+FUNC 1600 40 0 with_junk
+1600 10 30 0
+this line is garbage and is skipped
+1610 10 31 0
+1620 zz 32 0
+0x1630 10 33 0
+FUNC 0 junkline
+1630 10 34 0
+FUNC 1700 20 0 past_end
+1700 8 40 0
+1708 100 41 1
+FUNC 1800 40 0 chains
+INLINE 0 50 0 0 1800 40
+INLINE 1 51 1 1 1800 10 1820 10
+INLINE 2 52 0 2 1800 4
+INLINE 0 60 1 2 1800 40
+INLINE 2 70 0 1 1830 10
+INLINE 1 53 0 7 1830 10
+1800 40 99 1
+FUNC 1900 10 0 last_func
+PUBLIC 2000 0 pub_last
+"""
+
+NOTHING = None
+
+
+def full(function, offset, size=None, file=None, line=None, inlines=()):
+    return {"function": function, "function_offset": offset, "function_size": size, "file": file,
+            "line": line, "inlines": [dict(zip(("function", "file", "line"), i)) for i in inlines]}
+
+
+BRANCH_CASES = [
+    (0x4FF, NOTHING, "before every symbol"),
+    (0x500, full("pub_before_everything", 0), "PUBLIC with no FUNC below"),
+    (0xFFF, full("pub_before_everything", 0xAFF), "PUBLIC reaches up to the next symbol"),
+    (0x1000, full("first(int)", 0, 0x100, "a.cpp", 10), "first byte of a FUNC"),
+    (0x10FF, full("first(int)", 0xFF, 0x100, "a.cpp", 11), "last byte of a FUNC"),
+    (0x1100, NOTHING, "one past the FUNC: the PUBLIC below is below the FUNC"),
+    (0x117F, NOTHING, "gap, still nothing"),
+    (0x1180, full("pub_in_gap", 0), "PUBLIC in the gap, above the FUNC below"),
+    (0x1205, full("shared_code", 5, 0x10), "FUNC m; line record with an unknown file: no file, no line"),
+    (0x1210, NOTHING, "after FUNC m: the PUBLIC at the FUNC's address is not above it"),
+    (0x121F, NOTHING, "still the PUBLIC at the FUNC"),
+    (0x1225, full("pub_after_func", 5), "PUBLIC m above the FUNC; the duplicate address is ignored"),
+    (0x1300, full("pub_after_func", 0xE0), "a size-0 FUNC is no FUNC at all"),
+    (0x1460, full("outer", 0x60, 0x100), "overlapping FUNC dropped; FUNC without line records"),
+    (0x1520, NOTHING, "the dropped FUNC's range is nobody's; the PUBLIC below is below outer"),
+    (0x1405, full("outer", 5, 0x100), "a FUNC at the same address as a kept one is dropped"),
+    (0x1612, full("with_junk", 0x12, 0x40, "a.cpp", 31), "a garbage line does not end the block"),
+    (0x1625, full("with_junk", 0x25, 0x40), "junk line records (bad hex) are skipped"),
+    (0x1632, full("with_junk", 0x32, 0x40), "a junk FUNC line ends the block: later records are orphans"),
+    (0x1705, full("past_end", 5, 0x20, "a.cpp", 40), "line record inside the FUNC"),
+    (0x171F, full("past_end", 0x1F, 0x20, "b.h", 41), "line record running past the FUNC end"),
+    (0x1720, NOTHING, "the line record past the end does not extend the FUNC"),
+    (0x1802, full("chains", 2, 0x40, "a.cpp", 50,
+                  [("inl_two", "b.h", 99), ("inl_one", "a.cpp", 52), ("inl_zero", "b.h", 51)]),
+     "three-level chain; the first record per depth wins"),
+    (0x1805, full("chains", 5, 0x40, "a.cpp", 50, [("inl_one", "b.h", 99), ("inl_zero", "b.h", 51)]),
+     "depth 2 no longer covers the offset"),
+    (0x1825, full("chains", 0x25, 0x40, "a.cpp", 50, [("inl_one", "b.h", 99), ("inl_zero", "b.h", 51)]),
+     "the second range of a depth-1 inline"),
+    (0x1815, full("chains", 0x15, 0x40, "a.cpp", 50, [("inl_zero", "b.h", 99)]),
+     "between the depth-1 ranges: chain of one"),
+    (0x1835, full("chains", 0x35, 0x40, "a.cpp", 50, [("inl_zero", "b.h", 99)]),
+     "depth 1 has an unknown origin: the chain stops, depth 2 is not reached"),
+    (0x1905, full("last_func", 5, 0x10), "last FUNC"),
+    (0x1910, NOTHING, "after the last FUNC, the PUBLIC below it is below it"),
+    (0x2000, full("pub_last", 0), "last PUBLIC"),
+    (0xFFFFFFFFFFFFFFFF, full("pub_last", 0xFFFFFFFFFFFFDFFF), "largest offset"),
+]
+
+
+@pytest.mark.parametrize("offset,expected,why", BRANCH_CASES, ids=[c[2] for c in BRANCH_CASES])
+def test_every_branch_of_the_rule(offset, expected, why):
+    table = build(BRANCHES)
+    assert answer(table, offset) == expected, why
+
+
+@pytest.mark.parametrize("offset,expected,why", BRANCH_CASES, ids=[c[2] for c in BRANCH_CASES])
+def test_every_branch_with_crlf_and_tiny_chunks(offset, expected, why):
+    table = build(BRANCHES.replace(b"\n", b"\r\n"), chunk=5)
+    assert answer(table, offset) == expected, why
+
+
+def test_branches_module_info_and_counts():
+    table = build(BRANCHES)
+    assert table.code_file == "branches.so.1"
+    assert table.stats["junk_lines"] == 1  # "FUNC 0 junkline"
