@@ -86,21 +86,34 @@ def test_file_without_final_newline_and_with_crlf():
                                    "file": "a.cpp", "line": 4, "inlines": []}
 
 
-def random_module(seed: int, funcs: int = 300) -> bytes:
-    """A module with every record kind, junk lines and long STACK runs, for invariance tests."""
+def random_module(seed: int, funcs: int = 300, chaos: bool = False) -> bytes:
+    """A module with every record kind, junk lines and long STACK runs.
+
+    ``chaos`` adds what real files should not have but may: blocks out of address order,
+    overlapping and size-0 FUNCs, duplicate PUBLICs, inline depth gaps, unknown origins.
+    """
     rng = random.Random(seed)
-    lines = ["MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 lib.so", "INFO CODE_ID 01 lib.so"]
-    lines += [f"FILE {i} src/file{i}.cpp" for i in range(20)]
-    lines += [f"INLINE_ORIGIN {i} inl{i}()" for i in range(20)]
+    header = ["MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 lib.so", "INFO CODE_ID 01 lib.so"]
+    header += [f"FILE {i} src/file{i}.cpp" for i in range(20)]
+    header += [f"INLINE_ORIGIN {i} inl{i}()" for i in range(20)]
+    blocks = []
     address = 0x1000
     for i in range(funcs):
+        lines = []
         size = rng.randrange(0x10, 0x200)
-        lines.append(f"FUNC {'m ' if i % 7 == 0 else ''}{address:x} {size:x} 0 func{i}(int, char const*)")
-        for depth in range(rng.randrange(3)):
-            lines.append(f"INLINE {depth} {rng.randrange(1, 99)} {rng.randrange(20)} {rng.randrange(20)} "
-                         f"{address:x} {size // (depth + 1):x}")
-        cursor = address
-        while cursor < address + size:
+        start = address
+        if chaos and rng.random() < 0.1:
+            start = max(0x1000, address - rng.randrange(0x1, 0x80))  # overlaps the previous one
+        if chaos and rng.random() < 0.03:
+            size = 0
+        lines.append(f"FUNC {'m ' if i % 7 == 0 else ''}{start:x} {size:x} 0 func{i}(int, char const*)")
+        for depth in range(rng.randrange(4 if chaos else 3)):
+            depth_value = depth + (1 if chaos and rng.random() < 0.1 else 0)
+            origin = rng.randrange(24 if chaos else 20)
+            lines.append(f"INLINE {depth_value} {rng.randrange(1, 99)} {rng.randrange(20)} {origin} "
+                         f"{start:x} {max(size // (depth + 1), 1):x}")
+        cursor = start
+        while cursor < start + size:
             step = rng.randrange(1, 0x40)
             lines.append(f"{cursor:x} {step:x} {rng.randrange(1, 999)} {rng.randrange(22)}")
             cursor += step
@@ -109,12 +122,17 @@ def random_module(seed: int, funcs: int = 300) -> bytes:
         if rng.random() < 0.05:
             lines.append("FUNC 0 junkline")
         if rng.random() < 0.2:
-            lines.append(f"PUBLIC {address + size + 4:x} 0 pub{i}")
+            lines.append(f"PUBLIC {start + size + 4:x} 0 pub{i}")
+            if chaos and rng.random() < 0.3:
+                lines.append(f"PUBLIC {start + size + 4:x} 0 pub{i}_duplicate")
         if rng.random() < 0.3:
-            lines += [f"STACK CFI {address + k:x} .cfa: $rsp {8 * k} +" for k in range(rng.randrange(1, 30))]
-        address += size + rng.randrange(0, 0x40)
+            lines += [f"STACK CFI {start + k:x} .cfa: $rsp {8 * k} +" for k in range(rng.randrange(1, 30))]
+        blocks.append(lines)
+        address += max(size, 0x10) + rng.randrange(0, 0x40)
+    if chaos:
+        rng.shuffle(blocks)
     ending = "\r\n" if seed % 2 else "\n"
-    return ending.join(lines).encode() + ending.encode()
+    return ending.join(header + [line for block in blocks for line in block]).encode() + ending.encode()
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1000, 65536])
@@ -310,3 +328,32 @@ def test_branches_module_info_and_counts():
     table = build(BRANCHES)
     assert table.code_file == "branches.so.1"
     assert table.stats["junk_lines"] == 1  # "FUNC 0 junkline"
+
+
+# -- agreement with the plain reference implementation -------------------------------------------
+
+from reference_rule import ReferenceModule  # noqa: E402
+
+
+def agree_everywhere(text: bytes, offsets) -> int:
+    table, reference = build(text), ReferenceModule.from_bytes(text)
+    assert table.module == reference.info
+    checked = 0
+    for offset in offsets:
+        assert answer(table, offset) == reference.lookup(offset), hex(offset)
+        checked += 1
+    return checked
+
+
+def test_reference_agrees_on_the_worked_example_and_branches():
+    assert agree_everywhere(WORKED_EXAMPLE, range(0x7A00, 0x7B00)) == 256
+    assert agree_everywhere(BRANCHES, [offset for offset, _, _ in BRANCH_CASES] + list(range(0x400, 0x2100, 3)))
+
+
+@pytest.mark.parametrize("chaos", [False, True])
+@pytest.mark.parametrize("seed", range(5))
+def test_table_agrees_with_the_reference_on_random_modules(seed, chaos):
+    text = random_module(seed=100 + seed, funcs=120, chaos=chaos)
+    rng = random.Random(seed)
+    offsets = [rng.randrange(0xF00, 0x1000 + 120 * 0x240) for _ in range(1500)]
+    assert agree_everywhere(text, offsets) == 1500
