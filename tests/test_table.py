@@ -357,3 +357,19 @@ def test_table_agrees_with_the_reference_on_random_modules(seed, chaos):
     rng = random.Random(seed)
     offsets = [rng.randrange(0xF00, 0x1000 + 120 * 0x240) for _ in range(1500)]
     assert agree_everywhere(text, offsets) == 1500
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_table_agrees_with_the_reference_on_a_generated_module(tmp_path, crlf):
+    from gen_symfile import generate
+
+    path = tmp_path / "generated.sym"
+    stats = generate(path, size_mb=1.5, seed=7, crlf=crlf, junk=True)
+    text = path.read_bytes()
+    table = build(text)
+    assert table.stats["funcs"] == stats["funcs"] and table.stats["publics"] == stats["publics"]
+    rng = random.Random(11)
+    end = 0x1000 + stats["funcs"] * 0x200
+    offsets = [rng.randrange(0x800, end) for _ in range(600)]
+    assert agree_everywhere(text, offsets) == 600
+    assert sum(answer(table, offset) is not None for offset in offsets) > 300  # mostly symbolicated
