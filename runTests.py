@@ -4,7 +4,8 @@
 ``-c FILE`` copies a configuration to tests/config.json, which the tests use as their base
 (they still override ports, directories and start/restart so they never touch a running
 service); without ``-o`` an existing copy is removed first; ``-n`` only sets the copy up.
-Anything after ``--`` goes to pytest (e.g. ``python runTests.py -- -k lru -x``).
+Anything after ``--`` goes to pytest (e.g. ``python runTests.py -- -k lru -x``, or
+``python runTests.py -- tests/test_table.py`` to run one file).
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ def main() -> int:
         print(f"runTests: tests will use {args.config} (copied to {TEST_CONFIG})")
     if args.noRun:
         return 0
-    command = [sys.executable, "-m", "pytest", str(HERE / "tests"), *args.pytest_args]
+    names_tests = any(Path(arg.split("::")[0]).exists() for arg in args.pytest_args
+                      if not arg.startswith("-"))
+    targets = [] if names_tests else [str(HERE / "tests")]
+    command = [sys.executable, "-m", "pytest", *targets, *args.pytest_args]
     return subprocess.call(command, cwd=HERE)
 
 
