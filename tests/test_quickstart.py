@@ -1,0 +1,215 @@
+"""quickstart and the configuration, with the real programs."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from harness import REPO, free_port
+from symcommon.config import ConfigError, load_config
+
+
+def alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_start_answers_and_stop_cleans_up(make_trio, symbol_store):
+    trio = make_trio([symbol_store.url("plain")])
+    pids = {name: trio.pid(name) for name in ("memcached", "DiskCache", "SymServer")}
+    assert all(pid and alive(pid) for pid in pids.values())
+    with socket.create_connection(("127.0.0.1", trio.memcached_port), timeout=2) as connection:
+        connection.sendall(b"version\r\n")
+        assert connection.recv(100).startswith(b"VERSION")
+    for server in ("SymServer", "DiskCache"):
+        assert requests.get(trio.url(server, "/__lbheartbeat__"), timeout=5).status_code == 200
+    result = trio.quickstart("--stop")  # no -c needed
+    assert result.returncode == 0
+    assert not any(alive(pid) for pid in pids.values())
+    assert list(trio.pid_dir.glob("*.pid")) == []
+    assert trio.quickstart("--stop").returncode == 0  # stopping nothing is fine
+
+
+def test_restart_false_leaves_a_running_program_and_true_replaces_it(make_trio, symbol_store):
+    trio = make_trio([symbol_store.url("plain")])
+    before = {name: trio.pid(name) for name in ("memcached", "DiskCache", "SymServer")}
+    trio.reconfigure({"quickstart": {"memcached": {"restart": False}, "DiskCache": {"restart": False},
+                                     "SymServer": {"restart": True}}})
+    output = trio.quickstart("-c", str(trio.config_path)).stdout
+    assert "already running" in output
+    assert trio.pid("memcached") == before["memcached"] and trio.pid("DiskCache") == before["DiskCache"]
+    assert trio.pid("SymServer") != before["SymServer"] and not alive(before["SymServer"])
+
+
+def test_start_false_skips_a_program(make_trio, symbol_store):
+    trio = make_trio([symbol_store.url("plain")], {"quickstart": {"DiskCache": {"start": False}}},
+                     run=False)
+    result = trio.quickstart("-c", str(trio.config_path))
+    assert "DiskCache: not started" in result.stdout
+    assert trio.pid("DiskCache") is None and trio.pid("SymServer") is not None
+    response = trio.post({"version": 4, "memoryMap": [["a.pdb", "AB"]], "stacks": [[[0, 1]]]})
+    assert response.status_code == 503
+
+
+@pytest.mark.parametrize("content", ["unrelated", "dead", "garbage"])
+def test_stale_pidfiles_never_kill_strangers_or_block_starting(make_trio, symbol_store, content):
+    trio = make_trio([symbol_store.url("plain")], run=False)
+    stranger = subprocess.Popen(["sleep", "300"])
+    try:
+        trio.pid_dir.mkdir(parents=True, exist_ok=True)
+        if content == "unrelated":
+            pid_text = str(stranger.pid)
+        elif content == "dead":
+            finished = subprocess.Popen(["true"])
+            finished.wait()
+            pid_text = str(finished.pid)
+        else:
+            pid_text = "not a pid"
+        for name in ("memcached", "DiskCache", "SymServer"):
+            (trio.pid_dir / f"{name}.pid").write_text(pid_text)
+        trio.start()
+        assert stranger.poll() is None
+        assert all(trio.pid(name) != stranger.pid for name in ("memcached", "DiskCache", "SymServer"))
+        assert requests.get(trio.url("SymServer", "/__lbheartbeat__"), timeout=5).status_code == 200
+        for name in ("memcached", "DiskCache", "SymServer"):
+            (trio.pid_dir / f"{name}.pid").write_text(str(stranger.pid))
+        trio.quickstart("--stop")
+        assert stranger.poll() is None  # --stop did not touch it either
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+@pytest.mark.parametrize("server", ["DiskCache", "SymServer"])
+def test_a_server_that_cannot_start_is_named_with_its_log(make_trio, symbol_store, server):
+    trio = make_trio([symbol_store.url("plain")], run=False)
+    port = trio.diskcache_port if server == "DiskCache" else trio.symserver_port
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("0.0.0.0", port))
+        squatter.listen()
+        started = time.monotonic()
+        result = trio.quickstart("-c", str(trio.config_path), "--timeout", "10", check=False)
+    assert result.returncode == 1
+    assert time.monotonic() - started < 15
+    assert server in result.stdout
+    assert str(trio.workdir / f"{server}.log") in result.stdout
+
+
+def quickstart(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "quickstart.py"), *args], capture_output=True,
+                          text=True, timeout=60, cwd=cwd)
+
+
+@pytest.mark.parametrize("config,key", [
+    ({"DiskCache": {"cachPath": "x"}}, "DiskCache.cachPath"),
+    ({"DiskCache": {"port": "8888"}}, "DiskCache.port"),
+    ({"quickstart": {"memcached": {"start": 1}}}, "quickstart.memcached.start"),
+    ({"SymServer": {"memcachedServers": ["a", 5]}}, "SymServer.memcachedServers"),
+    ({"SymServer": {"log": {"level": "INFO"}}}, "SymServer.log.level"),
+    ({"SymServer": {"port": 70000}}, "SymServer.port"),
+    ({"Nonsense": {}}, "Nonsense"),
+])
+def test_config_errors_name_the_key(tmp_path, config, key):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(config))
+    result = quickstart("-c", str(path), "--pidDir", str(tmp_path / "pids"))
+    assert result.returncode == 2
+    assert key in result.stdout
+    for module in ("diskcache", "symserver"):
+        server = subprocess.run([sys.executable, "-m", module, "-c", str(path)], capture_output=True,
+                                text=True, timeout=60, cwd=REPO)
+        assert server.returncode == 2
+        assert key in server.stderr
+
+
+def test_unreadable_and_non_object_configs(tmp_path):
+    missing = quickstart("-c", str(tmp_path / "nope.json"), "--pidDir", str(tmp_path / "pids"))
+    assert missing.returncode == 2 and "cannot read" in missing.stdout
+    (tmp_path / "list.json").write_text("[1, 2]")
+    listed = quickstart("-c", str(tmp_path / "list.json"), "--pidDir", str(tmp_path / "pids"))
+    assert listed.returncode == 2 and "JSON object" in listed.stdout
+    (tmp_path / "broken.json").write_text("{")
+    broken = quickstart("-c", str(tmp_path / "broken.json"), "--pidDir", str(tmp_path / "pids"))
+    assert broken.returncode == 2 and "not valid JSON" in broken.stdout
+
+
+def test_command_line_beats_file_beats_defaults(tmp_path):
+    file_port, cli_port = free_port(), free_port()
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"DiskCache": {"port": file_port, "cachePath": "cache", "symbolURLs": [],
+                                              "log": {"path": "dc.log"}}}))
+    pidfile = tmp_path / "dc.pid"
+    process = subprocess.Popen([sys.executable, "-m", "diskcache", "-c", str(path), "--port", str(cli_port),
+                                "--pidfile", str(pidfile), "--quiet"], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                assert requests.get(f"http://127.0.0.1:{cli_port}/__lbheartbeat__", timeout=1).status_code == 200
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the DiskCache never listened on the command-line port")
+        assert int(pidfile.read_text()) == process.pid
+        assert (tmp_path / "cache").is_dir() and (tmp_path / "dc.log").exists()  # relative to the file
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{file_port}/__lbheartbeat__", timeout=1)
+    finally:
+        process.terminate()
+        assert process.wait(20) == 0  # SIGTERM: graceful exit 0
+    assert not pidfile.exists()
+
+
+@pytest.mark.parametrize("program,options", [
+    ("quickstart", ["--stop", "--pidDir", "--timeout", "-c", "--configJSON"]),
+    ("diskcache", ["--port", "--cachePath", "--maxSizeMB", "--symbolURLs", "--localSymbolDirs",
+                   "--logLevel", "--logPath", "--pidfile", "--retries"]),
+    ("symserver", ["--port", "--memcachedServers", "--DiskCacheServer", "--logLevel", "--pidfile"]),
+])
+def test_help_lists_the_options(program, options):
+    command = [sys.executable, str(REPO / "quickstart.py")] if program == "quickstart" else \
+        [sys.executable, "-m", program]
+    result = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0
+    for option in options:
+        assert option in result.stdout
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path, monkeypatch):
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "c.json"
+    path.write_text(json.dumps({"DiskCache": {"cachePath": "data/cache", "localSymbolDirs": ["syms"],
+                                              "log": {"level": 10}}}))
+    monkeypatch.chdir(tmp_path)
+    config = load_config(path=path)
+    assert config["DiskCache"]["cachePath"] == str(tmp_path / "conf" / "data" / "cache")
+    assert config["DiskCache"]["localSymbolDirs"] == [str(tmp_path / "conf" / "syms")]
+    assert config["DiskCache"]["log"] == {"path": str(tmp_path / "DiskCache.log"), "level": 10,
+                                          "maxFiles": 5, "maxFileSizeMB": 50}  # log.path kept its default
+    overridden = load_config(path=path, overrides={"DiskCache": {"port": 1234, "cachePath": "x"}})
+    assert overridden["DiskCache"]["port"] == 1234
+    assert overridden["DiskCache"]["cachePath"] == str(tmp_path / "x")  # CLI paths: the current dir
+    assert overridden["DiskCache"]["localSymbolDirs"] == [str(tmp_path / "conf" / "syms")]
+
+
+@pytest.mark.parametrize("value,ok", [("64", True), (64, True), ("x", False), (0, False), ("0", False),
+                                      (True, False)])
+def test_max_memory_accepts_the_original_string_or_a_number(value, ok):
+    given = {"quickstart": {"memcached": {"maxMemoryMB": value}}}
+    if ok:
+        assert load_config(json_text=json.dumps(given))["quickstart"]["memcached"]["maxMemoryMB"] == "64"
+    else:
+        with pytest.raises(ConfigError, match="maxMemoryMB"):
+            load_config(json_text=json.dumps(given))
