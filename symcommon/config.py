@@ -37,6 +37,7 @@ DEFAULTS: Config = {
         "maxRequestMB": 16,
         "maxFramesPerRequest": 100000,
         "maxModulesPerRequest": 5000,
+        "debugProtocol": True,
         "log": _log_defaults("DiskCache"),
     },
     "SymServer": {
@@ -47,6 +48,7 @@ DEFAULTS: Config = {
         "maxRequestMB": 16,
         "maxFramesPerRequest": 100000,
         "maxModulesPerRequest": 5000,
+        "debugProtocol": True,
         "log": _log_defaults("SymServer"),
     },
     "quickstart": {

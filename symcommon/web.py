@@ -158,6 +158,8 @@ class OriginalProtocolHandler(JsonHandler):
         body = self.json_body()
         debug = parse_debug(body)
         if debug is not None:
+            if not self.settings["debug_protocol"]:
+                raise ApiError(403, "the debug protocol is disabled on this server (debugProtocol: false)")
             self.require_loopback()
             self.write_json(await self.debug_action(debug))
             return
@@ -235,6 +237,7 @@ def protocol_application(section: dict[str, Any], v4: type, v5: type, heartbeat:
         log_function=log_request,
         limits=Limits.from_section(section),
         max_request_bytes=section["maxRequestMB"] * 1024 * 1024,
+        debug_protocol=section["debugProtocol"],
         **settings,
     )
 

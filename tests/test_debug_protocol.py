@@ -100,3 +100,13 @@ def test_debug_protocol_refused_from_non_loopback_peers(trio, server):
     # a normal request from the same address is answered
     response = requests.post(f"http://{address}:{port}/", json=sample_request(), timeout=30)
     assert response.status_code == 200
+
+
+def test_debug_protocol_can_be_disabled(make_trio, symbol_store):
+    trio = make_trio([symbol_store.url("plain")], {"DiskCache": {"debugProtocol": False},
+                                                   "SymServer": {"debugProtocol": False}})
+    for server, action in (("SymServer", "outputCacheHits"), ("DiskCache", "cacheExists")):
+        response = debug(trio, server, action, enabled=True, libName=XUL[0], breakpadId=XUL[1])
+        assert response.status_code == 403
+        assert "disabled" in response.json()["error"]
+    assert trio.post(sample_request()).status_code == 200
