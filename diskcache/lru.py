@@ -28,6 +28,16 @@ KINDS = (TABLE, RAW)
 TOUCH_INTERVAL_SECONDS = 60.0
 
 
+def discard(path: Path) -> bool:
+    """Delete a file if it is there; a disk that refuses (read-only, gone) is logged, not raised."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as error:
+        log.warning("cannot delete %s: %s", printable(path), error.strerror or error)
+        return False
+    return True
+
+
 @dataclass(slots=True)
 class CacheEntry:
     module: ModuleId
@@ -62,7 +72,7 @@ class DiskLRU:
         self.tmp.mkdir(exist_ok=True)
         for leftover in self.tmp.iterdir():
             if leftover.is_file() or leftover.is_symlink():
-                leftover.unlink(missing_ok=True)
+                discard(leftover)
         found = []
         for path in self.root.iterdir():
             if path == self.tmp:
@@ -102,7 +112,7 @@ class DiskLRU:
 
     def _delete(self, path: Path, reason: str) -> None:
         log.warning("deleting %s from the cache: %s", printable(path), reason)
-        path.unlink(missing_ok=True)
+        discard(path)
 
     def get(self, module: ModuleId, kind: str) -> CacheEntry | None:
         """The entry, marked as just used (its mtime too, so the order survives a restart)."""
@@ -147,7 +157,7 @@ class DiskLRU:
 
     def _drop(self, entry: CacheEntry) -> None:
         self.total_bytes -= entry.size
-        entry.path.unlink(missing_ok=True)
+        discard(entry.path)
         if self._on_evict is not None:
             self._on_evict(entry)
 

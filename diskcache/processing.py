@@ -13,7 +13,21 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from diskcache.lru import discard
 from diskcache.symfile import ProcessStats, process_symbol_file
+
+
+def _die_with_parent() -> None:
+    """Worker initializer: if the DiskCache is killed, its workers go too (Linux only)
+    instead of finishing files nobody will rename."""
+    try:
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
 
 
 def process_file(source: Path, destination: Path) -> ProcessStats:
@@ -25,7 +39,7 @@ def process_file(source: Path, destination: Path) -> ProcessStats:
             os.fsync(table.fileno())
         return stats
     except BaseException:
-        destination.unlink(missing_ok=True)
+        discard(destination)
         raise
 
 
@@ -39,7 +53,8 @@ class Processor:
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context("spawn")  # no copy of the event loop's state
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=context)
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=context,
+                                             initializer=_die_with_parent)
         return self._pool
 
     async def process(self, source: Path, destination: Path) -> ProcessStats:
@@ -49,7 +64,7 @@ class Processor:
             return await loop.run_in_executor(pool, process_file, source, destination)
         except BrokenProcessPool:
             self._pool = None
-            destination.unlink(missing_ok=True)
+            discard(destination)
             raise
 
     def shutdown(self) -> None:

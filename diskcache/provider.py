@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from diskcache.fetcher import SymbolFetcher
-from diskcache.lru import RAW, TABLE, CacheEntry, DiskLRU
+from diskcache.lru import RAW, TABLE, CacheEntry, DiskLRU, discard
 from diskcache.processing import Processor
 from diskcache.symfile import NotASymbolFile
 from diskcache.tableformat import TableFormatError
@@ -103,13 +103,21 @@ class SymbolProvider:
             self._open.pop(entry.module, None)
 
     async def _once(self, key: Any, make: Callable[[], Awaitable[Any]]) -> Any:
-        """Run ``make`` once for concurrent callers with the same key; all get its result."""
+        """Run ``make`` once for concurrent callers with the same key; all get its result.
+
+        Every load goes through here, so this is where a failure nobody foresaw (a disk
+        error, a bug) becomes what the protocol promises: the module is unknown, logged.
+        """
         future = self._inflight.get(key)
         if future is None:
             future = asyncio.ensure_future(make())
             self._inflight[key] = future
             future.add_done_callback(lambda _: self._inflight.pop(key, None))
-        return await asyncio.shield(future)
+        try:
+            return await asyncio.shield(future)
+        except Exception:  # noqa: BLE001
+            log.exception("loading %s failed; answering as unknown", printable(key))
+            return None
 
     def _local_file(self, module: ModuleId) -> Path | None:
         for directory in self.local_dirs:
@@ -156,7 +164,7 @@ class SymbolProvider:
             return None
         finally:
             if not keep:
-                destination.unlink(missing_ok=True)
+                discard(destination)
         seconds = time.monotonic() - started
         log.info("processed %s: %d bytes -> %d bytes (%d funcs, %d publics) in %.2fs",
                  printable(source.name), stats.input_bytes, stats.output_bytes, stats.funcs,
@@ -185,7 +193,7 @@ class SymbolProvider:
                 self._remember_missing(module)
             return table
         finally:
-            download.unlink(missing_ok=True)
+            discard(download)
 
     async def _download(self, module: ModuleId, destination: Path) -> Any:
         loop = asyncio.get_running_loop()
@@ -226,7 +234,7 @@ class SymbolProvider:
                     return None
                 return self.lru.add(module, RAW, download).path
             finally:
-                download.unlink(missing_ok=True)
+                discard(download)
         return await self._once(("raw", module), fetch_raw)
 
     async def cache_path(self, module: ModuleId) -> Path | None:
