@@ -30,6 +30,7 @@ log = logging.getLogger("diskcache.provider")
 
 OPEN_TABLES = 256
 LOCAL_TABLES = 64
+MISSING_LIMIT = 10_000
 INLINE_LOOKUP_LIMIT = 32  # more frames than this are looked up off the event loop
 MB = 1024 * 1024
 
@@ -212,8 +213,14 @@ class SymbolProvider:
         return result
 
     def _remember_missing(self, module: ModuleId) -> None:
-        if self.missing_ttl > 0:
-            self._missing[module] = time.monotonic() + self.missing_ttl
+        if self.missing_ttl <= 0:
+            return
+        now = time.monotonic()
+        if len(self._missing) >= MISSING_LIMIT:  # clients choose the names: keep this bounded
+            self._missing = {m: t for m, t in self._missing.items() if t > now}
+            while len(self._missing) >= MISSING_LIMIT:
+                self._missing.pop(next(iter(self._missing)))
+        self._missing[module] = now + self.missing_ttl
 
     async def _process_raw(self, module: ModuleId) -> SymbolTable | None:
         entry = self.lru.get(module, RAW)
