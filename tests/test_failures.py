@@ -100,3 +100,15 @@ def test_odd_but_valid_names_stay_inside_the_cache(make_trio, symbol_store):
     for path in trio.workdir.rglob("*"):
         assert path.resolve().is_relative_to(trio.workdir.resolve())
     assert Path("/etc/passwd").exists()
+
+
+def test_control_characters_never_reach_the_logs(make_trio, symbol_store):
+    trio = make_trio([symbol_store.url("plain")])
+    for name in ("evil\x1b[31mred.pdb", "two\nlines.pdb", "sep\u2028arator.pdb"):
+        body = {"stacks": [[[0, 1]]], "memoryMap": [[name, "44E4EC8C2F41492B9369D6B9A059577C2"]], "version": 4}
+        assert trio.post(body).status_code == 400
+    trio.session.post(trio.url("SymServer", "/\x1b[2J\nfake log line"), data=b"{}", timeout=10)
+    assert trio.wait_for_log("SymServer.log", "404")
+    for log in ("SymServer.log", "DiskCache.log"):
+        text = (trio.workdir / log).read_text()
+        assert "\x1b" not in text and "fake log line\n" not in text.replace("\\n", "")
