@@ -111,14 +111,18 @@ class SymbolProvider:
         """
         future = self._inflight.get(key)
         if future is None:
-            future = asyncio.ensure_future(make())
+
+            async def guarded() -> Any:
+                try:
+                    return await make()
+                except Exception:  # noqa: BLE001
+                    log.exception("loading %s failed; answering as unknown", printable(key))
+                    return None
+
+            future = asyncio.ensure_future(guarded())
             self._inflight[key] = future
             future.add_done_callback(lambda _: self._inflight.pop(key, None))
-        try:
-            return await asyncio.shield(future)
-        except Exception:  # noqa: BLE001
-            log.exception("loading %s failed; answering as unknown", printable(key))
-            return None
+        return await asyncio.shield(future)  # a client hanging up does not cancel the load
 
     def _local_file(self, module: ModuleId) -> Path | None:
         for directory in self.local_dirs:
@@ -158,17 +162,17 @@ class SymbolProvider:
             else:
                 table = SymbolTable.open(destination)  # stays mapped after the unlink below
         except NotASymbolFile as error:
-            log.warning("%s is not a symbol file: %s", printable(source.name), error)
+            log.warning("symbols for %s are not a symbol file: %s", printable(module), error)
             return None
         except Exception as error:  # noqa: BLE001 - whatever went wrong, the module is unknown
-            log.error("processing %s failed: %s: %s", printable(source.name), type(error).__name__, error)
+            log.error("processing %s failed: %s: %s", printable(module), type(error).__name__, error)
             return None
         finally:
             if not keep:
                 discard(destination)
         seconds = time.monotonic() - started
         log.info("processed %s: %d bytes -> %d bytes (%d funcs, %d publics) in %.2fs",
-                 printable(source.name), stats.input_bytes, stats.output_bytes, stats.funcs,
+                 printable(module), stats.input_bytes, stats.output_bytes, stats.funcs,
                  stats.publics, seconds)
         self._record_load(module, "processed", {"input_bytes": stats.input_bytes,
                                                  "output_bytes": stats.output_bytes,

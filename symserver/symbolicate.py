@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
 from symcommon.frames import FrameInfo
 from symcommon.modules import ModuleId
 from symcommon.requests import Job
