@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable
 
 import tornado.httpserver
 import tornado.web
+from tornado.httputil import responses
 
 from symcommon import jsonio
 from symcommon.logs import printable
@@ -121,20 +122,12 @@ class JsonHandler(tornado.web.RequestHandler):
         elif isinstance(error, RequestError):
             status_code, message = 400, str(error)
         elif isinstance(error, tornado.web.HTTPError):
-            message = error.log_message or self._reason
+            message = error.log_message or error.reason or responses.get(status_code, "error")
         else:
             message = "internal error; see the server log"
         self.set_status(status_code)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(jsonio.dumps({"error": message}))
-
-    def _handle_request_exception(self, error: BaseException) -> None:
-        if isinstance(error, (ApiError, RequestError)):
-            status = error.status if isinstance(error, ApiError) else 400
-            if not self._finished:
-                self.send_error(status, exc_info=(type(error), error, error.__traceback__))
-            return
-        super()._handle_request_exception(error)  # type: ignore[arg-type]
 
     def options(self, *args: Any) -> None:
         """CORS preflight: any origin may POST JSON, with our own headers."""
