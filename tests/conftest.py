@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -63,3 +64,18 @@ def trio(tmp_path_factory: pytest.TempPathFactory, symbol_store: SymbolStore) ->
     shared.start()
     yield shared
     shared.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leaked_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every program a test starts must be stopped by it: at the end, none may be left."""
+    yield
+    import psutil
+
+    base = str(tmp_path_factory.getbasetemp())
+    leaked = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if process.info["pid"] != os.getpid() and any(base in arg for arg in process.info["cmdline"] or []):
+            leaked.append(" ".join(process.info["cmdline"])[:160])
+            process.kill()
+    assert not leaked, "processes left running by the tests:\n" + "\n".join(leaked)

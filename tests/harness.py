@@ -85,7 +85,12 @@ class Trio:
         return result
 
     def start(self) -> Trio:
-        self.quickstart("-c", str(self.config_path))
+        """Start (or restart) through quickstart; if that fails, stop whatever did start."""
+        try:
+            self.quickstart("-c", str(self.config_path))
+        except AssertionError:
+            self.quickstart("--stop", check=False)
+            raise
         return self
 
     def reconfigure(self, changes: dict) -> None:

@@ -81,6 +81,9 @@ def test_stale_pidfiles_never_kill_strangers_or_block_starting(make_trio, symbol
         assert stranger.poll() is None
         assert all(trio.pid(name) != stranger.pid for name in ("memcached", "DiskCache", "SymServer"))
         assert requests.get(trio.url("SymServer", "/__lbheartbeat__"), timeout=5).status_code == 200
+        ours = [trio.pid(name) for name in ("memcached", "DiskCache", "SymServer")]
+        trio.quickstart("--stop")
+        assert not any(alive(pid) for pid in ours)
         for name in ("memcached", "DiskCache", "SymServer"):
             (trio.pid_dir / f"{name}.pid").write_text(str(stranger.pid))
         trio.quickstart("--stop")
