@@ -268,3 +268,45 @@ def test_diskcache_heartbeat_fails_when_the_cache_cannot_be_written(make_trio, s
         tmp.unlink()
         tmp.mkdir()
     assert trio.session.get(trio.url("DiskCache", "/__heartbeat__"), timeout=10).status_code == 200
+
+
+def test_v5_agrees_with_the_reference_on_a_large_generated_module(make_trio, symbol_store, store_root):
+    import random
+    import sys
+
+    from harness import REPO
+    from reference_rule import ReferenceModule
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from gen_symfile import generate
+
+    debug_id = "6E0E6E0E6E0E6E0E6E0E6E0E6E0E6E0E1"
+    path = store_root / "generated.pdb" / debug_id / "generated.sym"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stats = generate(path, size_mb=6, seed=21, junk=True, debug_file="generated.pdb", debug_id=debug_id,
+                     code_file="generated.dll")
+    reference = ReferenceModule.from_bytes(path.read_bytes())
+    rng = random.Random(5)
+    offsets = [rng.randrange(0x800, 0x1000 + stats["funcs"] * 0x1C0) for _ in range(1500)]
+    trio = make_trio([symbol_store.url("gzip")])
+    jobs = [{"memoryMap": [["generated.pdb", debug_id]], "stacks": [[[0, o] for o in offsets[i::3]]]}
+            for i in range(3)]
+    for attempt in ("cold", "warm"):
+        results = v5(trio, {"jobs": jobs}).json()["results"]
+        checked = with_inlines = 0
+        for job, result in zip(jobs, results):
+            for (_, offset), frame in zip(job["stacks"][0], result["stacks"][0]):
+                expected = reference.lookup(offset)
+                want = {"frame": frame["frame"], "module": "generated.dll", "module_offset": hex(offset)}
+                if expected is not None:
+                    want.update(function=expected["function"], function_offset=hex(expected["function_offset"]))
+                    if expected["function_size"] is not None:
+                        want["function_size"] = hex(expected["function_size"])
+                    if expected["file"] is not None:
+                        want.update(file=expected["file"], line=expected["line"])
+                    if expected["inlines"]:
+                        want["inlines"] = [{k: v for k, v in i.items() if v is not None} for i in expected["inlines"]]
+                        with_inlines += 1
+                assert frame == want, (attempt, hex(offset))
+                checked += 1
+        assert checked == 1500 and with_inlines > 100
