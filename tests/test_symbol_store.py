@@ -17,13 +17,14 @@ from symbol_store import DRIP_PIECE_BYTES, SymbolStore
 SYM = "lib.so/0123456789ABCDEF0123456789ABCDEF0/lib.so.sym"
 OTHER = "other.pdb/FEDCBA9876543210FEDCBA98765432100/other.sym"
 DATA = b"MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 lib.so\n" + b"PUBLIC 10 0 f\n" * 200
+OTHER_DATA = b"MODULE windows x86 FEDCBA9876543210FEDCBA98765432100 other.pdb\n"
 PIECES = -(-len(DATA) // DRIP_PIECE_BYTES)
 
 
 @pytest.fixture
 def store(tmp_path: Path):
     root = tmp_path / "root"
-    for name, data in ((SYM, DATA), (OTHER, b"MODULE windows x86 FEDCBA9876543210FEDCBA98765432100 other.pdb\n")):
+    for name, data in ((SYM, DATA), (OTHER, OTHER_DATA)):
         (root / name).parent.mkdir(parents=True)
         (root / name).write_bytes(data)
     (tmp_path / "secret.txt").write_text("outside the root")

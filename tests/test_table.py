@@ -373,3 +373,10 @@ def test_table_agrees_with_the_reference_on_a_generated_module(tmp_path, crlf):
     offsets = [rng.randrange(0x800, end) for _ in range(600)]
     assert agree_everywhere(text, offsets) == 600
     assert sum(answer(table, offset) is not None for offset in offsets) > 300  # mostly symbolicated
+
+
+@pytest.mark.parametrize("case", expected_cases(), ids=lambda case: f"{case['module'][0]}@{case['offset']:#x}")
+def test_reference_agrees_with_the_hand_worked_answers(case):
+    debug_file, debug_id = case["module"]
+    [sym] = (FIXTURES / debug_file / debug_id).glob("*.sym")
+    assert ReferenceModule.from_bytes(sym.read_bytes()).lookup(case["offset"]) == case["answer"], case["why"]
