@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"where the pidfiles live (default {DEFAULT_PID_DIR})")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds to wait for each program to answer (default 30)")
+    parser.add_argument("--symbols", metavar="DIR", type=Path, action="append",
+                        help="serve this symbols directory (e.g. the output of ./mach buildsymbols) "
+                             "with no download URLs and no memcached, so rebuilt symbols show at "
+                             "once; no config file needed; may be repeated")
+    parser.add_argument("--port", type=int, help="SymServer's port (default 8080)")
     args = parser.parse_args(argv)
     pid_dir = args.pidDir.resolve()
     pid_dir.mkdir(parents=True, exist_ok=True)
@@ -266,10 +272,23 @@ def main(argv: list[str] | None = None) -> int:
             stop(program, pid_dir)
         say("stopped")
         return 0
-    if args.config is None and args.configJSON is None:
-        parser.error("give a configuration with -c FILE or --configJSON JSON (or use --stop)")
+    if args.config is None and args.configJSON is None and not args.symbols:
+        parser.error("give a configuration with -c FILE or --configJSON JSON, or a directory "
+                     "with --symbols DIR (or use --stop)")
+    overrides: dict = {}
+    for directory in args.symbols or []:
+        if not directory.is_dir():
+            say(f"--symbols {directory}: not a directory")
+            return 2
+    if args.symbols:
+        overrides = {"DiskCache": {"localSymbolDirs": [str(d.resolve()) for d in args.symbols],
+                                   "symbolURLs": []},
+                     "SymServer": {"memcachedServers": []},
+                     "quickstart": {"memcached": {"start": False}}}
+    if args.port is not None:
+        overrides.setdefault("SymServer", {})["port"] = args.port
     try:
-        config = load_config(path=args.config, json_text=args.configJSON)
+        config = load_config(path=args.config, json_text=args.configJSON, overrides=overrides)
     except ConfigError as error:
         say(f"configuration error: {error}")
         return 2
@@ -278,7 +297,21 @@ def main(argv: list[str] | None = None) -> int:
     except StartError as error:
         say(f"error: {error}")
         return 1
+    if args.symbols:
+        print(profiler_instructions(config["SymServer"]["port"], args.symbols), flush=True)
     return 0
+
+
+def profiler_instructions(port: int, directories: list[Path]) -> str:
+    """What to tell the Firefox Profiler, which calls <symbolServer>/symbolicate/v5."""
+    server = f"http://127.0.0.1:{port}"
+    encoded = urllib.parse.quote(server, safe="")
+    serving = ", ".join(str(d.resolve()) for d in directories)
+    return (f"\nServing symbols from {serving}\n"
+            f"Symbol server URL for the Firefox Profiler: {server}\n"
+            f"Add it to the profiler's URL as ?symbolServer={encoded}, e.g.\n"
+            f"  https://profiler.firefox.com/from-url/<encoded profile URL>/?symbolServer={encoded}\n"
+            f"Stop with: python {Path(__file__).name} --stop")
 
 
 if __name__ == "__main__":

@@ -155,6 +155,9 @@ def load_config(path: str | Path | None = None, json_text: str | None = None,
         checked = _merge(DEFAULTS, given)
         _resolve_paths(checked, base)
         config = _overlay(config, checked, given)
+    if not any("DiskCacheServer" in given.get("SymServer", {}) for given, _ in layers):
+        # Unless told otherwise, SymServer talks to the DiskCache this config describes.
+        config["SymServer"]["DiskCacheServer"] = f"127.0.0.1:{config['DiskCache']['port']}"
     return config
 
 

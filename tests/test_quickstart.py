@@ -216,3 +216,41 @@ def test_max_memory_accepts_the_original_string_or_a_number(value, ok):
     else:
         with pytest.raises(ConfigError, match="maxMemoryMB"):
             load_config(json_text=json.dumps(given))
+
+
+def test_serving_a_local_build_needs_no_config_file(tmp_path):
+    symbols = tmp_path / "dist" / "crashreporter-symbols"
+    sym = symbols / "libxul.so" / "0123456789ABCDEF0123456789ABCDEF0" / "libxul.so.sym"
+    sym.parent.mkdir(parents=True)
+    sym.write_text("MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 libxul.so\nFUNC 1000 100 0 before_rebuild\n")
+    port = free_port()
+    placement = json.dumps({"DiskCache": {"port": free_port(), "cachePath": str(tmp_path / "cache"),
+                                          "log": {"path": str(tmp_path / "dc.log")}},
+                            "SymServer": {"log": {"path": str(tmp_path / "ss.log")}}})
+    pid_dir = str(tmp_path / "pids")
+    result = quickstart("--symbols", str(symbols), "--port", str(port), "--configJSON", placement,
+                        "--pidDir", pid_dir)
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "memcached: not started" in result.stdout
+        assert f"?symbolServer=http%3A%2F%2F127.0.0.1%3A{port}" in result.stdout
+        body = {"memoryMap": [["libxul.so", "0123456789ABCDEF0123456789ABCDEF0"]], "stacks": [[[0, 0x1010]]]}
+        url = f"http://127.0.0.1:{port}/symbolicate/v5"
+        assert requests.post(url, json=body, timeout=30).json()["results"][0]["stacks"][0][0]["function"] == \
+            "before_rebuild"
+        time.sleep(0.01)
+        sym.write_text("MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 libxul.so\n"
+                       "FUNC 1000 100 0 after_rebuild\n")
+        assert requests.post(url, json=body, timeout=30).json()["results"][0]["stacks"][0][0]["function"] == \
+            "after_rebuild"  # a rebuilt directory shows at once: no memcached in between
+    finally:
+        assert quickstart("--stop", "--pidDir", pid_dir).returncode == 0
+    missing = quickstart("--symbols", str(tmp_path / "nope"), "--pidDir", pid_dir)
+    assert missing.returncode == 2 and "not a directory" in missing.stdout
+
+
+def test_diskcache_server_follows_the_diskcache_port_unless_given():
+    assert load_config(json_text='{"DiskCache": {"port": 9123}}')["SymServer"]["DiskCacheServer"] == "127.0.0.1:9123"
+    given = load_config(json_text='{"DiskCache": {"port": 9123}, "SymServer": {"DiskCacheServer": "cache.internal:80"}}')
+    assert given["SymServer"]["DiskCacheServer"] == "cache.internal:80"
+    assert load_config()["SymServer"]["DiskCacheServer"] == "127.0.0.1:8888"
