@@ -147,12 +147,14 @@ def _status(response: requests.Response) -> str:
     return "" if response.status_code == 200 else f"http {response.status_code}"
 
 
-def rss_mb(pid: int | None) -> float | None:
+def rss_mb(pid: int | None, children: bool = True) -> float | None:
+    """RSS of a process, with its children (the DiskCache's parsing workers) unless told not to."""
     if pid is None:
         return None
     try:
         process = psutil.Process(pid)
-        return (process.memory_info().rss + sum(c.memory_info().rss for c in process.children(recursive=True))) / 1e6
+        family = [process, *process.children(recursive=True)] if children else [process]
+        return sum(member.memory_info().rss for member in family) / 1e6
     except psutil.Error:
         return None
 
@@ -217,9 +219,14 @@ def main() -> int:
     next_diskcache = started + args.diskcache_every
     diskcache_rss_after_restarts: list[float | None] = []
     records: list[tuple] = []
+    samples: list[tuple[float, float | None, float | None]] = []
+    next_sample = started
     finished = 0
     while finished < len(clients):
         now = time.time()
+        if now >= next_sample:
+            samples.append((now - started, rss_mb(pid("SymServer")), rss_mb(pid("DiskCache"), children=False)))
+            next_sample += 30
         if now < deadline - 10 and now >= next_memcached:
             begin = time.time()
             os.kill(pid("memcached"), signal.SIGKILL)
@@ -248,6 +255,7 @@ def main() -> int:
     for process in clients:
         process.join()
     rss_end = {name: rss_mb(pid(name)) for name in ("SymServer", "DiskCache", "memcached")}
+    diskcache_alone = rss_mb(pid("DiskCache"), children=False)
     symserver_pid = pid("SymServer")
     subprocess.run([*quickstart, "--stop"], capture_output=True)
     store.stop()
@@ -292,8 +300,10 @@ def main() -> int:
     print(f"  SymServer RSS start -> end    {rss_start['SymServer']:.1f} MB -> {rss_end['SymServer']:.1f} MB "
           f"(pid {symserver_pid}, never restarted)")
     print(f"  DiskCache RSS start -> end    {rss_start['DiskCache']:.1f} MB -> {rss_end['DiskCache']:.1f} MB "
-          f"with its worker process (right after restarts: "
+          f"with its worker process ({diskcache_alone:.1f} MB without; right after restarts: "
           f"{', '.join(f'{r:.1f}' for r in diskcache_rss_after_restarts if r)} MB)")
+    print("  RSS every 30 s (SymServer / DiskCache without workers, MB): " + ", ".join(
+        f"{t:.0f}s {a or 0:.0f}/{b or 0:.0f}" for t, a, b in samples))
     print(f"  memcached RSS start -> end    {rss_start['memcached']:.1f} MB -> {rss_end['memcached']:.1f} MB")
     print(f"  logs in                       {workdir}")
     return 1 if wrong or errors_out else 0
