@@ -23,6 +23,7 @@ log = logging.getLogger("diskcache.fetcher")
 CONNECT_TIMEOUT_SECONDS = 10.0
 READ_TIMEOUT_SECONDS = 30.0
 CHUNK_BYTES = 256 * 1024
+PROGRESS_INTERVAL_SECONDS = 5.0  # big downloads say how far they are, at most this often
 USER_AGENT = "symbolication-server/1.0 (+DiskCache)"
 
 
@@ -102,12 +103,21 @@ class SymbolFetcher:
                                 printable(url), response.status_code)
                     return None
                 size = 0
+                started = last_report = time.monotonic()
+                expected = response.headers.get("Content-Length", "")
+                total = f" of {int(expected) / 1e6:.1f} MB" if expected.isdigit() and \
+                    "Content-Encoding" not in response.headers else ""
                 with open(destination, "wb") as file:
                     for chunk in response.iter_content(CHUNK_BYTES):
                         file.write(chunk)
                         size += len(chunk)
-                        if time.monotonic() > deadline:
+                        now = time.monotonic()
+                        if now > deadline:
                             raise _Retryable("download took longer than the timeout")
+                        if now - last_report >= PROGRESS_INTERVAL_SECONDS:
+                            last_report = now
+                            log.info("downloading %s: %.1f MB%s so far, %.2f MB/s", printable(url),
+                                     size / 1e6, total, size / 1e6 / (now - started))
                 return size
         except requests.RequestException as error:
             raise _Retryable(f"{type(error).__name__}: {error}") from error

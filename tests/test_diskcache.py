@@ -249,3 +249,14 @@ def test_cache_add_raw_keeps_the_decoded_bytes_and_still_answers(make_trio, symb
     assert xul_answer(trio) == "XREMain::XRE_mainRun() (in xul.pdb)"
     assert symbol_store.count(XUL_PATH) == 1  # processed from the raw file, not downloaded again
 
+
+
+def test_slow_downloads_log_their_progress(make_trio, symbol_store, store_root):
+    module, offset = make_module(store_root, "progress.so", 500, seed=42)  # ~45 KB at 256 B / 40 ms
+    trio = make_trio([symbol_store.url("drip/40")])
+    body = {"stacks": [[[0, offset]]], "memoryMap": [module], "version": 4}
+    assert trio.post(body, server="DiskCache").json()["knownModules"] == [True]
+    log = (trio.workdir / "DiskCache.log").read_text()
+    progress = [line for line in log.splitlines() if "downloading" in line and "so far" in line]
+    assert 1 <= len(progress) <= 2  # at most one line per 5 s
+    assert "MB/s" in progress[0] and "progress.so" in progress[0]
