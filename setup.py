@@ -14,6 +14,7 @@ setup(
         "python-memcached>=1.59",
         "psutil>=5.9",
         "requests>=2.31",
+        "prometheus-client>=0.17",
     ],
     extras_require={"test": ["pytest>=7.4", "hypothesis>=6.80"]},
     entry_points={

@@ -8,12 +8,13 @@ from pathlib import Path
 from diskcache.app import make_app
 from diskcache.provider import SymbolProvider
 from symcommon.cli import server_main
+from symcommon.metrics import Metrics
 from symcommon.web import serve
 
 
 async def run(config: dict, pidfile: Path | None) -> None:
     section = config["DiskCache"]
-    provider = SymbolProvider(section)
+    provider = SymbolProvider(section, Metrics("diskcache"))
     provider.start()
     await serve(make_app(section, provider), section["port"], name="DiskCache", pidfile=pidfile,
                 on_stop=provider.close)

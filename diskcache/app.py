@@ -58,4 +58,5 @@ class HeartbeatHandler(DiskCacheHandler):
 
 
 def make_app(section: dict[str, Any], provider: SymbolProvider) -> tornado.web.Application:
-    return protocol_application(section, V4Handler, V5Handler, HeartbeatHandler, provider=provider)
+    return protocol_application(section, V4Handler, V5Handler, HeartbeatHandler, provider=provider,
+                                metrics=provider.metrics)

@@ -35,6 +35,7 @@ class FetchResult:
     bytes: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    failure_reasons: list[str] = field(default_factory=list)  # one per failed attempt, for metrics
 
     @property
     def found(self) -> bool:
@@ -43,6 +44,10 @@ class FetchResult:
 
 class _Retryable(Exception):
     """A failure worth trying again (5xx, connection trouble, a cut-off body)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # a short fixed word: http_5xx, timeout, connection, body, ...
 
 
 class SymbolFetcher:
@@ -68,11 +73,13 @@ class SymbolFetcher:
                 for attempt in range(self.retries + 1):
                     if time.monotonic() >= deadline:
                         result.errors.append(f"{url}: gave up after {self.timeout:.0f}s")
+                        result.failure_reasons.append("timeout")
                         break
                     try:
                         size = self._download(session, url, destination, deadline)
                     except _Retryable as error:
                         result.errors.append(f"{url}: {error}")
+                        result.failure_reasons.append(error.reason)
                         log.warning("fetching %s failed (attempt %d of %d): %s", printable(url),
                                     attempt + 1, self.retries + 1, printable(error))
                         if attempt < self.retries:
@@ -97,7 +104,7 @@ class SymbolFetcher:
                 if response.status_code in (403, 404):
                     return None
                 if response.status_code >= 500 or response.status_code == 429:
-                    raise _Retryable(f"HTTP {response.status_code}")
+                    raise _Retryable(f"HTTP {response.status_code}", "http_status")
                 if response.status_code != 200:
                     log.warning("%s answered HTTP %d; trying the next store",
                                 printable(url), response.status_code)
@@ -113,11 +120,24 @@ class SymbolFetcher:
                         size += len(chunk)
                         now = time.monotonic()
                         if now > deadline:
-                            raise _Retryable("download took longer than the timeout")
+                            raise _Retryable("download took longer than the timeout", "timeout")
                         if now - last_report >= PROGRESS_INTERVAL_SECONDS:
                             last_report = now
                             log.info("downloading %s: %.1f MB%s so far, %.2f MB/s", printable(url),
                                      size / 1e6, total, size / 1e6 / (now - started))
                 return size
         except requests.RequestException as error:
-            raise _Retryable(f"{type(error).__name__}: {error}") from error
+            raise _Retryable(f"{type(error).__name__}: {error}", _reason(error)) from error
+
+
+def _reason(error: requests.RequestException) -> str:
+    """A metric label for a failed download, from a short fixed list."""
+    if isinstance(error, requests.Timeout):
+        return "timeout"
+    if isinstance(error, requests.exceptions.ContentDecodingError):
+        return "decoding"
+    if isinstance(error, (requests.exceptions.ChunkedEncodingError, requests.exceptions.StreamConsumedError)):
+        return "truncated"
+    if isinstance(error, requests.ConnectionError):
+        return "connection"
+    return "other"

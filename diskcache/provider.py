@@ -22,6 +22,7 @@ from diskcache.symfile import NotASymbolFile
 from diskcache.tableformat import TableFormatError
 from diskcache.tablereader import SymbolTable
 from symcommon.logs import printable
+from symcommon.metrics import Metrics
 from symcommon.modules import ModuleId
 from symcommon.requests import Job
 from symcommon.responses import JobAnswers, ModuleAnswer
@@ -38,7 +39,7 @@ MB = 1024 * 1024
 class SymbolProvider:
     """Finds (fetching and processing when needed) the table for a module."""
 
-    def __init__(self, section: dict[str, Any]) -> None:
+    def __init__(self, section: dict[str, Any], metrics: Metrics | None = None) -> None:
         self.lru = DiskLRU(Path(section["cachePath"]), section["maxSizeMB"] * MB,
                            on_evict=self._forget_open)
         self.local_dirs = [Path(d) for d in section["localSymbolDirs"]]
@@ -52,6 +53,25 @@ class SymbolProvider:
         self._missing: dict[ModuleId, float] = {}
         self._inflight: dict[Any, asyncio.Future] = {}
         self._loads: dict[ModuleId, dict[str, Any]] = {}
+        self.metrics = metrics or Metrics("diskcache")
+        self._count_metrics(self.metrics)
+
+    def _count_metrics(self, metrics: Metrics) -> None:
+        self._tables = metrics.counter("table_requests", "Tables asked for, by where they came from",
+                                       ["source"])
+        self._downloads = metrics.counter("downloads", "Symbol file downloads, by result", ["result"])
+        self._download_bytes = metrics.counter("download_bytes", "Bytes downloaded (decoded)")
+        self._download_seconds = metrics.histogram("download_seconds", "Time to download a symbol file")
+        self._download_failures = metrics.counter("download_failures", "Failed download attempts",
+                                                  ["reason"])
+        self._processing_seconds = metrics.histogram("processing_seconds", "Time to process a symbol file")
+        self._processing_failures = metrics.counter("processing_failures", "Symbol files that could not "
+                                                    "be processed")
+        metrics.gauge("cache_bytes", "Bytes in the on-disk cache", lambda: self.lru.total_bytes)
+        metrics.gauge("cache_files", "Files in the on-disk cache", lambda: len(self.lru))
+        metrics.gauge("cache_max_bytes", "The cache's size limit (maxSizeMB)", lambda: self.lru.max_bytes)
+        metrics.gauge("cache_evictions", "Files evicted to stay under maxSizeMB since start",
+                      lambda: self.lru.evictions)
 
     def start(self) -> None:
         self.lru.load(_is_valid_table)
@@ -66,7 +86,9 @@ class SymbolProvider:
         """The module's table, or None if its symbols cannot be found or processed."""
         table = self._cached_table(module)
         if table is not None:
+            self._tables.labels("cache").inc()
             return table
+        self._tables.labels("loaded").inc()
         if self.lru.contains(module, RAW):
             return await self._once(("raw-to-table", module), lambda: self._process_raw(module))
         local = self._local_file(module)
@@ -163,14 +185,17 @@ class SymbolProvider:
                 table = SymbolTable.open(destination)  # stays mapped after the unlink below
         except NotASymbolFile as error:
             log.warning("symbols for %s are not a symbol file: %s", printable(module), error)
+            self._processing_failures.inc()
             return None
         except Exception as error:  # noqa: BLE001 - whatever went wrong, the module is unknown
             log.error("processing %s failed: %s: %s", printable(module), type(error).__name__, error)
+            self._processing_failures.inc()
             return None
         finally:
             if not keep:
                 discard(destination)
         seconds = time.monotonic() - started
+        self._processing_seconds.observe(seconds)
         log.info("processed %s: %d bytes -> %d bytes (%d funcs, %d publics) in %.2fs",
                  printable(module), stats.input_bytes, stats.output_bytes, stats.funcs,
                  stats.publics, seconds)
@@ -206,12 +231,18 @@ class SymbolProvider:
             result = await loop.run_in_executor(self.threads, self.fetcher.fetch, module, destination)
         except OSError as error:
             log.error("cannot write the download of %s: %s", module, error)
+            self._download_failures.labels("disk").inc()
             return None
+        for reason in result.failure_reasons:
+            self._download_failures.labels(reason).inc()
+        self._downloads.labels("found" if result.found else "not_found").inc()
         if not result.found:
             log.info("symbols for %s not found (%s)", printable(module),
                      "; ".join(printable(e) for e in result.errors[-3:]) or "not in any store")
             self._remember_missing(module)
             return None
+        self._download_bytes.inc(result.bytes)
+        self._download_seconds.observe(result.seconds)
         self._record_load(module, "fetched", {"url": result.url, "bytes": result.bytes,
                                               "seconds": round(result.seconds, 4)})
         return result

@@ -19,6 +19,7 @@ from tornado.httputil import responses
 
 from symcommon import jsonio
 from symcommon.logs import printable
+from symcommon.metrics import record_request
 from symcommon.requests import DebugRequest, Job, Limits, RequestError, parse_debug, parse_v4
 
 log = logging.getLogger("http")
@@ -179,6 +180,15 @@ class LoadBalancerHeartbeat(JsonHandler):
         self.write_json({"status": "ok"})
 
 
+class MetricsHandler(JsonHandler):
+    """GET /metrics: the Prometheus text format."""
+
+    async def get(self) -> None:
+        body, content_type = self.settings["metrics"].exposition()
+        self.set_header("Content-Type", content_type)
+        self.finish(body)
+
+
 class VersionHandler(JsonHandler):
     """GET /__version__: what is running (the commit when the source is a git checkout)."""
 
@@ -225,6 +235,7 @@ def protocol_application(section: dict[str, Any], v4: type, v5: type, heartbeat:
             (r"/__lbheartbeat__", LoadBalancerHeartbeat),
             (r"/__heartbeat__", heartbeat),
             (r"/__version__", VersionHandler),
+            (r"/metrics", MetricsHandler),
         ],
         default_handler_class=NotFoundHandler,
         log_function=log_request,
@@ -241,8 +252,10 @@ def wants_debug(request: Any) -> bool:
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """One line per request: id, method, path, status, time."""
+    """One line per request: id, method, path, status, time; and the request metrics."""
     status = handler.get_status()
+    record_request(handler.application.settings, handler.request.path, handler.request.method or "",
+                   status, handler.request.request_time())
     level = logging.INFO if status < 500 else logging.ERROR
     log.log(level, "request id=%s %s %s %d %.1fms",
             getattr(handler, "request_id", "-"), handler.request.method,

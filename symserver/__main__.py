@@ -8,6 +8,7 @@ from pathlib import Path
 from tornado.httpclient import AsyncHTTPClient
 
 from symcommon.cli import server_main
+from symcommon.metrics import Metrics
 from symcommon.web import serve
 from symserver.app import make_app
 from symserver.diskcache_client import DiskCacheClient
@@ -19,7 +20,7 @@ async def run(config: dict, pidfile: Path | None) -> None:
     section = config["SymServer"]
     AsyncHTTPClient.configure(None, max_clients=100)
     frames = FrameCache(section["memcachedServers"])
-    symbolicator = Symbolicator(frames, DiskCacheClient(section["DiskCacheServer"]))
+    symbolicator = Symbolicator(frames, DiskCacheClient(section["DiskCacheServer"]), Metrics("symserver"))
 
     async def stop() -> None:
         frames.close()

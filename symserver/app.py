@@ -88,4 +88,5 @@ class HeartbeatHandler(SymServerHandler):
 
 def make_app(section: dict[str, Any], symbolicator: Symbolicator) -> tornado.web.Application:
     return protocol_application(section, V4Handler, V5Handler, HeartbeatHandler,
-                                symbolicator=symbolicator, state=SymServerState())
+                                symbolicator=symbolicator, state=SymServerState(),
+                                metrics=symbolicator.metrics)

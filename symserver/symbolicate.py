@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from symcommon.frames import FrameInfo
+from symcommon.metrics import Metrics
 from symcommon.modules import ModuleId
 from symcommon.requests import Job
 from symcommon.responses import JobAnswers, ModuleAnswer
@@ -49,9 +50,15 @@ class Outcome:
 
 
 class Symbolicator:
-    def __init__(self, frames: FrameCache, diskcache: DiskCacheClient) -> None:
+    def __init__(self, frames: FrameCache, diskcache: DiskCacheClient, metrics: Metrics | None = None) -> None:
         self.frames = frames
         self.diskcache = diskcache
+        metrics = metrics or Metrics("symserver")
+        self.metrics = metrics
+        self._hits = metrics.counter("memcached_hits", "Frames answered from memcached")
+        self._misses = metrics.counter("memcached_misses", "Frames memcached did not have")
+        self._diskcache_requests = metrics.counter("diskcache_requests", "Requests to the DiskCache",
+                                                   ["outcome"])
 
     async def symbolicate(self, jobs: list[Job], request_id: str, debug: bool = False) -> Outcome:
         """Raises :class:`DiskCacheUnavailable` when misses cannot be looked up."""
@@ -68,12 +75,19 @@ class Symbolicator:
             if key in cached:
                 found[lookup] = cached[key]
         misses = [lookup for lookup in wanted if lookup not in found]
+        self._hits.inc(len(found))
+        self._misses.inc(len(misses))
         outcome = Outcome(answers=[], cache_hits=set(found), memcached_misses=len(misses),
                           memcached_seconds=memcached_seconds)
         if misses:
             outcome.diskcache_round_trips = 1
             started = time.monotonic()
-            fresh = await self._ask_diskcache(misses, request_id, debug, outcome)
+            try:
+                fresh = await self._ask_diskcache(misses, request_id, debug, outcome)
+            except DiskCacheUnavailable:
+                self._diskcache_requests.labels("unavailable").inc()
+                raise
+            self._diskcache_requests.labels("ok").inc()
             outcome.diskcache_seconds = time.monotonic() - started
             found.update(fresh)
             if fresh:
