@@ -215,6 +215,16 @@ def main() -> int:
         process.start()
 
     outages: list[tuple[float, float, str]] = []
+
+    def outage(name: str) -> None:
+        """Kill one program, wait a second, start it again (quickstart restarts only the dead)."""
+        begin = time.time()
+        os.kill(pid(name), signal.SIGKILL)
+        time.sleep(1)
+        start()
+        outages.append((begin, time.time(), name))
+        print(f"  {begin - started:6.0f}s {name} killed and restarted", flush=True)
+
     next_memcached = started + args.memcached_every
     next_diskcache = started + args.diskcache_every
     diskcache_rss_after_restarts: list[float | None] = []
@@ -228,22 +238,12 @@ def main() -> int:
             samples.append((now - started, rss_mb(pid("SymServer")), rss_mb(pid("DiskCache"), children=False)))
             next_sample += 30
         if now < deadline - 10 and now >= next_memcached:
-            begin = time.time()
-            os.kill(pid("memcached"), signal.SIGKILL)
-            time.sleep(1)
-            start()
-            outages.append((begin, time.time(), "memcached"))
+            outage("memcached")
             next_memcached += args.memcached_every
-            print(f"  {now - started:6.0f}s memcached killed and restarted", flush=True)
         if now < deadline - 10 and now >= next_diskcache:
-            begin = time.time()
-            os.kill(pid("DiskCache"), signal.SIGKILL)
-            time.sleep(1)
-            start()
-            outages.append((begin, time.time(), "DiskCache"))
+            outage("DiskCache")
             diskcache_rss_after_restarts.append(rss_mb(pid("DiskCache")))
             next_diskcache += args.diskcache_every
-            print(f"  {now - started:6.0f}s DiskCache killed and restarted", flush=True)
         try:
             batch = queue.get(timeout=0.5)
         except Exception:  # noqa: BLE001 - queue.Empty

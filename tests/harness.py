@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -92,6 +94,14 @@ class Trio:
             self.quickstart("--stop", check=False)
             raise
         return self
+
+    def kill(self, name: str, signum: int = signal.SIGKILL) -> None:
+        os.kill(self.pid(name), signum)
+
+    def restart_dead(self) -> None:
+        """Start again whatever is not running (quickstart sees the dead pid), and only that."""
+        self.reconfigure({"quickstart": {name: {"restart": False} for name in ("memcached", "DiskCache", "SymServer")}})
+        self.start()
 
     def reconfigure(self, changes: dict) -> None:
         """Change the config file (e.g. which programs the next start restarts)."""

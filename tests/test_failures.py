@@ -36,8 +36,7 @@ def test_memcached_back_after_a_restart_is_used_again(make_trio, symbol_store):
     time.sleep(0.2)
     assert trio.post(sample_request()).json()["cacheHits"] == [[False, False]]
     symserver = trio.pid("SymServer")
-    trio.reconfigure({"quickstart": {"DiskCache": {"restart": False}, "SymServer": {"restart": False}}})
-    trio.start()  # quickstart sees the dead pid and starts memcached again, and only it
+    trio.restart_dead()
     assert trio.pid("SymServer") == symserver
     time.sleep(1.5)  # the client retries a dead server after a second
     deadline = time.monotonic() + 10

@@ -85,10 +85,9 @@ def test_memcached_restarted_under_load_fails_no_request(make_trio, symbol_store
     for thread in clients:
         thread.start()
     time.sleep(0.5)
-    trio.reconfigure({"quickstart": {"DiskCache": {"restart": False}, "SymServer": {"restart": False}}})
-    os.kill(trio.pid("memcached"), signal.SIGKILL)
+    trio.kill("memcached")
     time.sleep(0.5)
-    trio.start()  # memcached again
+    trio.restart_dead()
     time.sleep(1.5)
     stop.set()
     for thread in clients:
@@ -118,10 +117,9 @@ def test_diskcache_restarted_under_load_gives_503_then_recovers(make_trio, symbo
     for thread in clients:
         thread.start()
     time.sleep(0.5)
-    trio.reconfigure({"quickstart": {"memcached": {"restart": False}, "SymServer": {"restart": False}}})
-    os.kill(trio.pid("DiskCache"), signal.SIGKILL)
+    trio.kill("DiskCache")
     time.sleep(0.7)
-    trio.start()
+    trio.restart_dead()
     restarted = time.monotonic()
     time.sleep(1.5)
     stop.set()
