@@ -230,10 +230,13 @@ def start_all(config: dict, pid_dir: Path, timeout: float) -> None:
             host = settings["listenAddress"]
             host = "127.0.0.1" if host in ("0.0.0.0", "") else host
             start_memcached(settings, pid_dir)
+            hint = (f"is {host}:{settings['port']} free? (as a daemon, memcached reports "
+                    f"nothing; run '{settings['binary']} -vv -p {settings['port']}' to see why)")
             wait_until(lambda: memcached_answers(host, settings["port"]), None, program,
-                       pid_dir, timeout, "memcached's output above")
+                       pid_dir, timeout, hint)
             if running_process(program, pid_dir) is None and not adopt_pid(program, pid_dir):
-                raise StartError(f"memcached answers but wrote no pidfile in {pid_dir}")
+                raise StartError(f"something answers on {host}:{settings['port']}, but not the "
+                                 f"memcached just started; {hint}")
             say(f"memcached answers on {host}:{settings['port']} "
                 f"(pid {running_process(program, pid_dir).pid})")
         else:

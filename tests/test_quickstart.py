@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -254,3 +255,19 @@ def test_diskcache_server_follows_the_diskcache_port_unless_given():
     given = load_config(json_text='{"DiskCache": {"port": 9123}, "SymServer": {"DiskCacheServer": "cache.internal:80"}}')
     assert given["SymServer"]["DiskCacheServer"] == "cache.internal:80"
     assert load_config()["SymServer"]["DiskCacheServer"] == "127.0.0.1:8888"
+
+
+def test_memcached_port_taken_by_another_program_is_explained(make_trio, symbol_store):
+    trio = make_trio([symbol_store.url("plain")], run=False)
+    other = subprocess.Popen(["memcached", "-U", "0", "-l", "127.0.0.1", "-p", str(trio.memcached_port),
+                              "-u", "memcache"] if os.geteuid() == 0 else
+                             ["memcached", "-U", "0", "-l", "127.0.0.1", "-p", str(trio.memcached_port)])
+    try:
+        time.sleep(0.3)
+        result = trio.quickstart("-c", str(trio.config_path), "--timeout", "5", check=False)
+        assert result.returncode == 1
+        assert f"127.0.0.1:{trio.memcached_port}" in result.stdout and "free?" in result.stdout
+        assert other.poll() is None  # the other program was left alone
+    finally:
+        other.kill()
+        other.wait()
