@@ -1,0 +1,69 @@
+"""A real browser (headless Chromium) calls /symbolicate/v5 from a page of another origin,
+as the Firefox Profiler does: CORS preflight and answer, checked end to end."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed here (apt-get install chromium; .ci/run does)")
+
+PAGE = """<!doctype html><html><body><pre id="out">waiting</pre><script>
+fetch("%(url)s", {method: "POST", headers: {"Content-Type": "application/json"}, body: %(body)s})
+  .then(r => r.json())
+  .then(j => { document.getElementById("out").textContent = "RESULT:" + JSON.stringify(j); })
+  .catch(e => { document.getElementById("out").textContent = "ERROR:" + e; });
+</script></body></html>"""
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - stdlib's name
+        pass
+
+
+@pytest.fixture
+def page_server(tmp_path):
+    """Serves tmp_path on its own port: an origin other than the API's."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def run_page(tmp_path, page_url: str) -> str:
+    """Load a page in headless Chromium, let its script run, return what it wrote."""
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=15000",
+         "--dump-dom", page_url], capture_output=True, text=True, timeout=90)
+    start = result.stdout.find('id="out">')
+    assert start >= 0, f"Chromium printed no page: {result.stderr[-500:]}"
+    return result.stdout[start + len('id="out">'):result.stdout.find("</pre>", start)]
+
+
+def test_a_page_of_another_origin_can_call_symbolicate_v5(trio, page_server):
+    directory, origin = page_server
+    body = '{"jobs": [{"memoryMap": [["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]], "stacks": [[[0, 11723767]]]}]}'
+    (directory / "profiler.html").write_text(PAGE % {"url": trio.url("SymServer", "/symbolicate/v5"),
+                                                     "body": repr(body)})
+    output = run_page(directory, f"{origin}/profiler.html")
+    assert output.startswith("RESULT:"), output
+    assert "XREMain::XRE_mainRun()" in output and "StartupTimeline.h" in output
+    assert trio.wait_for_log("SymServer.log", "OPTIONS /symbolicate/v5 204")  # the preflight
+
+
+def test_without_cors_headers_the_browser_refuses(trio, page_server, symbol_store):
+    """The control: the same page against a server that sends no CORS headers is blocked."""
+    directory, origin = page_server
+    (directory / "control.html").write_text(PAGE % {"url": symbol_store.url("plain") + "/anything",
+                                                    "body": "'{}'"})
+    output = run_page(directory, f"{origin}/control.html")
+    assert output.startswith("ERROR:TypeError: Failed to fetch"), output  # refused, not a bad answer
