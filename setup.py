@@ -9,6 +9,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["symcommon", "symserver", "diskcache"]),
     py_modules=["quickstart"],
+    package_data={"symserver": ["ui.html"]},
     install_requires=[
         "tornado>=6.3",
         "python-memcached>=1.59",

@@ -224,11 +224,12 @@ def _source_commit() -> str | None:
 
 
 def protocol_application(section: dict[str, Any], v4: type, v5: type, heartbeat: type,
-                         **settings: Any) -> tornado.web.Application:
+                         extra_routes: list[tuple] = (), **settings: Any) -> tornado.web.Application:
     """The routes both servers share, since they speak the same protocol, with the
     request limits of the server's config ``section``."""
     return tornado.web.Application(
         [
+            *extra_routes,
             (r"/", v4, {"default_version": None}),
             (r"/symbolicate/v4", v4, {"default_version": 4}),
             (r"/symbolicate/v5", v5),

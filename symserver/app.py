@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import tornado.web
@@ -86,7 +87,20 @@ class HeartbeatHandler(SymServerHandler):
         self.write_json(body, status=503 if down else 200)
 
 
+class UiHandler(tornado.web.RequestHandler):
+    """GET /ui: a page where a person pastes a request and reads the stacks (read-only)."""
+
+    page = (Path(__file__).parent / "ui.html").read_bytes()
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; "
+                                                   "style-src 'unsafe-inline'")
+        self.finish(self.page)
+
+
 def make_app(section: dict[str, Any], symbolicator: Symbolicator) -> tornado.web.Application:
     return protocol_application(section, V4Handler, V5Handler, HeartbeatHandler,
+                                extra_routes=[(r"/ui", UiHandler)],
                                 symbolicator=symbolicator, state=SymServerState(),
                                 metrics=symbolicator.metrics)

@@ -67,3 +67,40 @@ def test_without_cors_headers_the_browser_refuses(trio, page_server, symbol_stor
                                                     "body": "'{}'"})
     output = run_page(directory, f"{origin}/control.html")
     assert output.startswith("ERROR:TypeError: Failed to fetch"), output  # refused, not a bad answer
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@pytest.mark.parametrize("request_text,expected", [
+    ('{"stacks":[[[0,11723767],[1,65802]]],"memoryMap":[["xul.pdb","44E4EC8C2F41492B9369D6B9A059577C2"],'
+     '["wntdll.pdb","D74F79EB1F8D4A45ABCD2F476CCABACC2"]],"version":4}',
+     ["XREMain::XRE_mainRun() + 0xf7", "StartupTimeline.h:2c9e5f3b1a7d4e6f8a0b1c2d3e4f5a6b7c8d9e0f:121", "KiUserCallbackDispatcher + 0x1a", "ntdll.dll"]),
+    ("xul.pdb 44E4EC8C2F41492B9369D6B9A059577C2 0xb2e3f7\nwntdll.pdb/D74F79EB1F8D4A45ABCD2F476CCABACC2 65802",
+     ["XREMain::XRE_mainRun() + 0xf7", "inlined", "KiUserCallbackDispatcher"]),
+    ("not a request", ['expected "debug_file debug_id offset"']),
+])
+def test_ui_page_shows_symbolicated_stacks(trio, tmp_path, request_text, expected):
+    from urllib.parse import quote
+
+    url = trio.url("SymServer", "/ui?request=" + quote(request_text))
+    common = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000", "--hide-scrollbars"]
+    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=90).stdout
+    assert 'data-state="done"' in dom
+    for text in expected:
+        assert text.replace('"', "&quot;") in dom or text in dom, text
+    screenshot = tmp_path / "ui.png"
+    subprocess.run([*common, "--window-size=1200,700", f"--screenshot={screenshot}", url],
+                   capture_output=True, timeout=90)
+    assert png_size(screenshot) == (1200, 700)
+    assert screenshot.stat().st_size > 10_000  # a rendered page, not a blank one
+    (trio.workdir / f"ui-{len(request_text)}.png").write_bytes(screenshot.read_bytes())
+
+
+def test_get_root_stays_405(trio):
+    assert trio.session.get(trio.url("SymServer", "/"), timeout=10).status_code == 405
