@@ -46,6 +46,7 @@ class JsonHandler(tornado.web.RequestHandler):
     request_id = "-"
     _counted = False
     _body_too_large = False
+    _body_read = False
 
     def set_default_headers(self) -> None:
         # Browsers (the Firefox Profiler) call the API from other origins.
@@ -89,6 +90,7 @@ class JsonHandler(tornado.web.RequestHandler):
         self.finish(jsonio.dumps(value, compact=compact))
 
     def json_body(self) -> Any:
+        self._body_read = True
         if self._body_too_large:
             raise ApiError(413, self._too_large_message())
         try:
@@ -126,9 +128,17 @@ class JsonHandler(tornado.web.RequestHandler):
             message = error.log_message or error.reason or responses.get(status_code, "error")
         else:
             message = "internal error; see the server log"
+        if self._has_body() and not self._body_read:
+            # Answered before the body was read: the server drops the connection after this
+            # answer, so tell the client not to reuse it (or its next request meets a reset).
+            self.set_header("Connection", "close")
         self.set_status(status_code)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(jsonio.dumps({"error": message}))
+
+    def _has_body(self) -> bool:
+        headers = self.request.headers
+        return headers.get("Content-Length", "0") not in ("", "0") or "Transfer-Encoding" in headers
 
     def options(self, *args: Any) -> None:
         """CORS preflight: any origin may POST JSON, with our own headers."""

@@ -204,3 +204,17 @@ def test_the_largest_real_requests_are_within_the_default_limits(trio):
     crash = {"version": 4, "memoryMap": [[f"lib{i}.so", f"{i:032X}0"] for i in range(400)],
              "stacks": [[[i, 0x1000 + i] for i in range(400)]]}
     assert trio.post(crash).status_code == 200
+
+
+@pytest.mark.parametrize("server", ["SymServer", "DiskCache"])
+def test_early_answers_close_the_connection_so_reuse_never_meets_a_reset(trio, server):
+    """A 404 or 413 sent before the body is read ends the connection; the client must know."""
+    for _ in range(20):
+        not_found = trio.session.post(trio.url(server, "/no/such/path"), data=b"{}", timeout=10)
+        assert not_found.status_code == 404 and not_found.headers.get("Connection") == "close"
+        assert trio.post(sample_request(), server=server).status_code == 200  # same session, no reset
+    too_big = trio.post(None, raw=b" " * (16 * 1024 * 1024 + 1), server=server)
+    assert too_big.status_code == 413 and too_big.headers.get("Connection") == "close"
+    assert trio.post(sample_request(), server=server).status_code == 200
+    bad = trio.post(None, raw=b"{bad", server=server)  # body read: the connection stays usable
+    assert bad.status_code == 400 and bad.headers.get("Connection") != "close"
