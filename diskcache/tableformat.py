@@ -6,7 +6,7 @@ A table file is::
              directory offset and length (all little-endian)
     pages    zlib-compressed pages of values, written as the .sym file streams past
     index    per table: sorted u64 keys, optional u64 aux values, (page, start, length) refs
-    pages#   per table: u64 file offsets of its pages (one more than pages, for the end)
+    spans    per table: the start and end file offsets (u64) of each of its pages
     dir      JSON: module info and where each table's arrays are
     trailer  8 bytes of magic, so a file cut short anywhere is recognised
 
