@@ -23,6 +23,7 @@ setup(
             "symserver=symserver.__main__:main",
             "diskcache=diskcache.__main__:main",
             "symbolication-quickstart=quickstart:main",
+            "symbolicate=symserver.client_cli:main",
         ]
     },
 )
