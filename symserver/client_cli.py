@@ -1,6 +1,7 @@
 """``symbolicate``: symbolicate stacks from the command line, for people.
 
     symbolicate request.json              # a v4 or v5 request
+    symbolicate crash.json                # minidump-stackwalk JSON or a crash ping's stackTraces
     symbolicate frames.txt                # lines of "debug_file debug_id offset"
     echo "xul.pdb 44E4EC8C2F41492B9369D6B9A059577C2 0xb2e3f7" | symbolicate
     symbolicate --json --server http://symbols.example:8080 request.json
@@ -58,28 +59,88 @@ def parse_lines(text: str) -> dict[str, Any]:
     return {"jobs": [{"memoryMap": modules, "stacks": [frames]}]}
 
 
-def to_request(text: str) -> dict[str, Any]:
-    """A v5 request from a v4/v5 request or from module/offset lines."""
+def _number(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return int(value, 16) if value.lower().startswith("0x") else int(value)
+    raise ValueError(f"{value!r} is not an address")
+
+
+def parse_crash_report(report: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A v5 request (one stack per thread, the crashing one first) and the threads' labels.
+
+    Two shapes: minidump-stackwalk's JSON (frames name their ``module`` by file name and give
+    ``module_offset``) and a Firefox crash ping's ``stackTraces`` (frames give ``ip`` and
+    ``module_index``; the module offset is ``ip - base_addr``).
+    """
+    report = report.get("stackTraces", report.get("json_dump", report))
+    modules = report.get("modules")
+    threads = report.get("threads")
+    if not isinstance(modules, list) or not isinstance(threads, list):
+        raise InputError("a crash report needs \"modules\" and \"threads\"")
+    memory_map, by_file = [], {}
+    for index, module in enumerate(modules):
+        debug_file, debug_id = module.get("debug_file"), module.get("debug_id")
+        if not isinstance(debug_file, str) or not isinstance(debug_id, str):
+            raise InputError(f"modules[{index}] has no debug_file/debug_id")
+        memory_map.append([debug_file, debug_id])
+        if isinstance(module.get("filename"), str):
+            by_file[module["filename"]] = index
+    crashing = report.get("crash_info", {}).get("crashing_thread", report.get("crashing_thread_index"))
+    order = list(range(len(threads)))
+    if isinstance(crashing, int) and 0 <= crashing < len(threads):
+        order.remove(crashing)
+        order.insert(0, crashing)
+    stacks, labels = [], []
+    for thread_index in order:
+        frames = []
+        for number, frame in enumerate(threads[thread_index].get("frames", [])):
+            try:
+                if "module_index" in frame and "ip" in frame:
+                    module_index = frame["module_index"]
+                    offset = _number(frame["ip"]) - _number(modules[module_index]["base_addr"])
+                elif frame.get("module") in by_file and "module_offset" in frame:
+                    module_index = by_file[frame["module"]]
+                    offset = _number(frame["module_offset"])
+                else:
+                    module_index, offset = -1, _number(frame.get("ip", frame.get("offset", 0)))
+            except (ValueError, KeyError, IndexError, TypeError) as error:
+                raise InputError(f"threads[{thread_index}].frames[{number}]: {error}") from None
+            frames.append([module_index, offset])
+        stacks.append(frames)
+        labels.append(f"thread {thread_index}" + (" (crashing)" if thread_index == crashing else ""))
+    return {"jobs": [{"memoryMap": memory_map, "stacks": stacks}]}, labels
+
+
+def to_request(text: str) -> tuple[dict[str, Any], list[str] | None]:
+    """A v5 request (and stack labels, for crash reports) from a v4/v5 request, a crash
+    report, or module/offset lines."""
     if not text.lstrip().startswith(("{", "[")):
-        return parse_lines(text)
+        return parse_lines(text), None
     try:
         body = json.loads(text)
     except ValueError as error:
         raise InputError(f"not valid JSON: {error}") from None
     if isinstance(body, dict) and isinstance(body.get("jobs"), list):
-        return {"jobs": body["jobs"]}
+        return {"jobs": body["jobs"]}, None
     if isinstance(body, dict) and "memoryMap" in body and "stacks" in body:
-        return {"jobs": [{"memoryMap": body["memoryMap"], "stacks": body["stacks"]}]}
+        return {"jobs": [{"memoryMap": body["memoryMap"], "stacks": body["stacks"]}]}, None
+    if isinstance(body, dict) and any(key in body for key in ("stackTraces", "json_dump", "modules")):
+        return parse_crash_report(body)
     raise InputError("JSON input must be a v4 or v5 symbolication request "
-                     "(with \"jobs\", or \"memoryMap\" and \"stacks\")")
+                     "(with \"jobs\", or \"memoryMap\" and \"stacks\") or a crash report "
+                     "(\"modules\" and \"threads\")")
 
 
-def render(answer: dict[str, Any], out: TextIO) -> None:
+def render(answer: dict[str, Any], out: TextIO, labels: list[str] | None = None) -> None:
     """Readable stacks: innermost first, inlined frames indented above their function."""
     results = answer.get("results", [])
     for job_number, result in enumerate(results, start=1):
         for stack_number, stack in enumerate(result.get("stacks", []), start=1):
-            if len(results) > 1 or len(result["stacks"]) > 1:
+            if labels:
+                print(labels[stack_number - 1].capitalize(), file=out)
+            elif len(results) > 1 or len(result["stacks"]) > 1:
                 print(f"Job {job_number}, stack {stack_number}", file=out)
             for frame in stack:
                 label = f"#{frame['frame']}"
@@ -145,7 +206,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
         print(f"symbolicate: cannot read {args.input}: {getattr(error, 'strerror', None) or error}", file=err)
         return 2
     try:
-        body = to_request(text)
+        body, labels = to_request(text)
     except InputError as error:
         print(f"symbolicate: {args.input}: {error}", file=err)
         return 2
@@ -168,7 +229,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
         json.dump(answer, out, indent=2)
         out.write("\n")
     else:
-        render(answer, out)
+        render(answer, out, labels)
     return 0
 
 

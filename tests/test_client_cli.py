@@ -74,3 +74,51 @@ def test_clear_errors(trio, tmp_path):
     assert rejected.returncode == 1 and "400" in rejected.stderr and "memoryMap[0]" in rejected.stderr
     unreachable = symbolicate("--server", f"http://127.0.0.1:{free_port()}", stdin=f"{XUL} 1\n")
     assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
+
+
+CRASH_MODULES = [
+    {"base_addr": "0x7ff600000000", "end_addr": "0x7ff603000000", "debug_file": "xul.pdb",
+     "debug_id": "44E4EC8C2F41492B9369D6B9A059577C2", "filename": "xul.dll", "code_id": "5C8A9F3B6A3E000"},
+    {"base_addr": "0x7ffb00000000", "end_addr": "0x7ffb00200000", "debug_file": "wntdll.pdb",
+     "debug_id": "D74F79EB1F8D4A45ABCD2F476CCABACC2", "filename": "ntdll.dll"},
+]
+
+
+def test_a_crash_ping_stack_traces(trio, tmp_path):
+    """Firefox crash pings: frames carry ip and module_index; offset = ip - base_addr."""
+    report = {"stackTraces": {
+        "crash_info": {"type": "EXCEPTION_ACCESS_VIOLATION_READ", "crashing_thread": 1},
+        "modules": CRASH_MODULES,
+        "threads": [
+            {"frames": [{"ip": "0x7ffb0001010a", "module_index": 1, "trust": "context"}]},
+            {"frames": [{"ip": "0x7ff600b2e3f7", "module_index": 0, "trust": "context"},
+                        {"ip": "0x1234", "trust": "scan"}]},
+        ]}}
+    path = tmp_path / "crash.json"
+    path.write_text(json.dumps(report))
+    result = symbolicate(str(path), "--server", trio.url())
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Thread 1 (crashing)"  # the crashing thread comes first
+    assert "XREMain::XRE_mainRun() + 0xf7" in result.stdout
+    assert "  #1    <unknown>  0x1234" in lines
+    assert lines.index("Thread 0") < [i for i, l in enumerate(lines) if "KiUserCallbackDispatcher + 0x1a" in l][0]
+
+
+def test_a_minidump_stackwalk_report(trio, tmp_path):
+    """minidump-stackwalk JSON: frames name their module by file name, with module_offset."""
+    report = {"crash_info": {"crashing_thread": 0}, "modules": CRASH_MODULES,
+              "threads": [{"frames": [{"frame": 0, "module": "ntdll.dll", "module_offset": "0x1010a"},
+                                      {"frame": 1, "module": "xul.dll", "module_offset": "0xb2e3f7"}]}]}
+    result = symbolicate("--json", "--server", trio.url(), stdin=json.dumps(report))
+    assert result.returncode == 0, result.stderr
+    frames = json.loads(result.stdout)["results"][0]["stacks"][0]
+    assert [f.get("function") for f in frames] == ["KiUserCallbackDispatcher", "XREMain::XRE_mainRun()"]
+
+
+def test_a_broken_crash_report_names_the_frame():
+    report = {"modules": CRASH_MODULES, "threads": [{"frames": [{"ip": "0xZZ", "module_index": 0}]}]}
+    result = symbolicate(stdin=json.dumps(report))
+    assert result.returncode == 2 and "threads[0].frames[0]" in result.stderr
+    no_ids = symbolicate(stdin=json.dumps({"modules": [{"filename": "a.dll"}], "threads": []}))
+    assert no_ids.returncode == 2 and "modules[0] has no debug_file/debug_id" in no_ids.stderr
