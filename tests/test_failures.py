@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ def test_works_without_memcached_configured(make_trio, symbol_store):
 def test_memcached_down_never_fails_a_request(make_trio, symbol_store):
     trio = make_trio([symbol_store.url("plain")])
     assert trio.post(sample_request()).text == SAMPLE_RESPONSE
-    os.kill(trio.pid("memcached"), signal.SIGKILL)
+    trio.kill("memcached")
     time.sleep(0.2)
     for _ in range(3):
         started = time.monotonic()
@@ -32,7 +31,7 @@ def test_memcached_down_never_fails_a_request(make_trio, symbol_store):
 def test_memcached_back_after_a_restart_is_used_again(make_trio, symbol_store):
     trio = make_trio([symbol_store.url("plain")])
     trio.post({"debug": True, "action": "outputCacheHits", "enabled": True})
-    os.kill(trio.pid("memcached"), signal.SIGKILL)
+    trio.kill("memcached")
     time.sleep(0.2)
     assert trio.post(sample_request()).json()["cacheHits"] == [[False, False]]
     symserver = trio.pid("SymServer")
@@ -50,7 +49,7 @@ def test_memcached_back_after_a_restart_is_used_again(make_trio, symbol_store):
 
 def test_diskcache_down_gives_503_json_and_recovers(make_trio, symbol_store):
     trio = make_trio([symbol_store.url("plain")], memcached=False)
-    os.kill(trio.pid("DiskCache"), signal.SIGTERM)
+    trio.kill("DiskCache", signal.SIGTERM)
     time.sleep(0.5)
     response = trio.post(sample_request())
     assert response.status_code == 503
@@ -62,7 +61,7 @@ def test_diskcache_down_gives_503_json_and_recovers(make_trio, symbol_store):
 def test_requests_answered_from_memcached_need_no_diskcache(make_trio, symbol_store):
     trio = make_trio([symbol_store.url("plain")])
     assert trio.post(sample_request()).text == SAMPLE_RESPONSE
-    os.kill(trio.pid("DiskCache"), signal.SIGTERM)
+    trio.kill("DiskCache", signal.SIGTERM)
     time.sleep(0.5)
     assert trio.post(sample_request()).text == SAMPLE_RESPONSE
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import psutil
 import pytest
@@ -68,36 +70,10 @@ def test_diskcache_killed_while_writing_a_table_leaves_no_partial_file(make_trio
     assert len(trio.cache_files()) == 1
 
 
-def test_memcached_restarted_under_load_fails_no_request(make_trio, symbol_store):
-    trio = make_trio([symbol_store.url("plain")])
-    assert trio.post(sample_request()).text == SAMPLE_RESPONSE
-    stop = threading.Event()
-    outcomes: list[str] = []
-
-    def client() -> None:
-        with requests.Session() as session:
-            while not stop.is_set():
-                response = session.post(trio.url(), json=sample_request(), timeout=30)
-                outcomes.append("ok" if response.text == SAMPLE_RESPONSE else f"{response.status_code} {response.text}")
-
-    clients = [threading.Thread(target=client) for _ in range(4)]
-    for thread in clients:
-        thread.start()
-    time.sleep(0.5)
-    trio.kill("memcached")
-    time.sleep(0.5)
-    trio.restart_dead()
-    time.sleep(1.5)
-    stop.set()
-    for thread in clients:
-        thread.join()
-    assert len(outcomes) > 50
-    assert [o for o in outcomes if o != "ok"] == []
-
-
-def test_diskcache_restarted_under_load_gives_503_then_recovers(make_trio, symbol_store):
-    trio = make_trio([symbol_store.url("plain")], memcached=False)
-    symserver = trio.pid("SymServer")
+@contextmanager
+def sample_load(trio, clients: int) -> Iterator[list[tuple[float, str]]]:
+    """Clients sending the sample request in a loop until the block ends; yields their
+    outcomes as (moment, "ok" | "503" | anything else seen)."""
     stop = threading.Event()
     outcomes: list[tuple[float, str]] = []
 
@@ -106,24 +82,47 @@ def test_diskcache_restarted_under_load_gives_503_then_recovers(make_trio, symbo
             while not stop.is_set():
                 response = session.post(trio.url(), json=sample_request(), timeout=30)
                 if response.text == SAMPLE_RESPONSE:
-                    outcomes.append((time.monotonic(), "ok"))
+                    kind = "ok"
                 elif response.status_code == 503 and "DiskCache" in response.json()["error"]:
-                    outcomes.append((time.monotonic(), "503"))
+                    kind = "503"
                 else:
-                    outcomes.append((time.monotonic(), f"{response.status_code} {response.text}"))
+                    kind = f"{response.status_code} {response.text}"
+                outcomes.append((time.monotonic(), kind))
 
-    clients = [threading.Thread(target=client) for _ in range(3)]
-    for thread in clients:
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
         thread.start()
-    time.sleep(0.5)
-    trio.kill("DiskCache")
-    time.sleep(0.7)
-    trio.restart_dead()
-    restarted = time.monotonic()
-    time.sleep(1.5)
-    stop.set()
-    for thread in clients:
-        thread.join()
+    try:
+        yield outcomes
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
+def test_memcached_restarted_under_load_fails_no_request(make_trio, symbol_store):
+    trio = make_trio([symbol_store.url("plain")])
+    assert trio.post(sample_request()).text == SAMPLE_RESPONSE
+    with sample_load(trio, clients=4) as outcomes:
+        time.sleep(0.5)
+        trio.kill("memcached")
+        time.sleep(0.5)
+        trio.restart_dead()
+        time.sleep(1.5)
+    assert len(outcomes) > 50
+    assert [kind for _, kind in outcomes if kind != "ok"] == []
+
+
+def test_diskcache_restarted_under_load_gives_503_then_recovers(make_trio, symbol_store):
+    trio = make_trio([symbol_store.url("plain")], memcached=False)
+    symserver = trio.pid("SymServer")
+    with sample_load(trio, clients=3) as outcomes:
+        time.sleep(0.5)
+        trio.kill("DiskCache")
+        time.sleep(0.7)
+        trio.restart_dead()
+        restarted = time.monotonic()
+        time.sleep(1.5)
     kinds = {kind for _, kind in outcomes}
     assert kinds <= {"ok", "503"}, kinds - {"ok", "503"}
     assert "503" in kinds  # the gap was seen

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import time
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import SAMPLE_RESPONSE, sample_request
@@ -51,15 +54,11 @@ def test_metrics_count_requests_caches_downloads_and_processing(make_trio, symbo
 
 
 def test_unavailable_diskcache_and_missing_modules_are_counted(make_trio, symbol_store):
-    import os
-    import signal
-    import time
-
     trio = make_trio([symbol_store.url("plain")], memcached=False)
     missing = {"version": 4, "memoryMap": [["nothere.pdb", "0000000000000000000000000000000A"]], "stacks": [[[0, 1]]]}
     trio.post(missing)
     assert scrape(trio, "DiskCache")[("diskcache_downloads_total", (("result", "not_found"),))] == 1
-    os.kill(trio.pid("DiskCache"), signal.SIGTERM)
+    trio.kill("DiskCache", signal.SIGTERM)
     time.sleep(0.5)
     assert trio.post(sample_request()).status_code == 503
     samples = scrape(trio, "SymServer")

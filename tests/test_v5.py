@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 
@@ -142,13 +141,13 @@ def test_warm_v5_answers_equal_cold_ones_and_match_v4(local_trio):
 def test_warm_v5_request_never_touches_the_diskcache(local_trio):
     offsets = [0x7A7B, 0x7AA3, 0x7005]
     first = frames_for(local_trio, INLINE, offsets)
-    os.kill(local_trio.pid("DiskCache"), signal.SIGSTOP)
+    local_trio.kill("DiskCache", signal.SIGSTOP)
     try:
         started = time.monotonic()
         assert frames_for(local_trio, INLINE, offsets) == first
         assert time.monotonic() - started < 2
     finally:
-        os.kill(local_trio.pid("DiskCache"), signal.SIGCONT)
+        local_trio.kill("DiskCache", signal.SIGCONT)
 
 
 def test_firefox_profiler_pattern(local_trio):
@@ -245,7 +244,7 @@ def test_health_and_version_endpoints(make_trio, symbol_store):
     cache = trio.session.get(trio.url("DiskCache", "/__heartbeat__"), timeout=10)
     assert cache.status_code == 200
     assert cache.json()["cache"]["max_bytes"] == 123 * 1024 * 1024
-    os.kill(trio.pid("memcached"), signal.SIGKILL)
+    trio.kill("memcached")
     time.sleep(0.3)
     sick = trio.session.get(trio.url("SymServer", "/__heartbeat__"), timeout=10)
     assert sick.status_code == 503
