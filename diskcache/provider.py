@@ -116,10 +116,15 @@ class SymbolProvider:
                         printable(entry.path.name), error)
             self.lru.remove(module, TABLE)
             return None
+        self._keep_open(module, table)
+        return table
+
+    def _keep_open(self, module: ModuleId, table: SymbolTable) -> None:
+        """Remember an open table; the least recently used beyond OPEN_TABLES are let go."""
         self._open[module] = table
+        self._open.move_to_end(module)
         if len(self._open) > OPEN_TABLES:
             self._open.popitem(last=False)
-        return table
 
     def _forget_open(self, entry: CacheEntry) -> None:
         if entry.kind == TABLE:
@@ -180,7 +185,7 @@ class SymbolProvider:
             if keep:
                 entry = self.lru.add(module, TABLE, destination)
                 table = SymbolTable.open(entry.path)
-                self._open[module] = table
+                self._keep_open(module, table)
             else:
                 table = SymbolTable.open(destination)  # stays mapped after the unlink below
         except NotASymbolFile as error:
@@ -293,8 +298,7 @@ class SymbolProvider:
     def evict(self, module: ModuleId) -> bool:
         """``cacheEvict``: afterwards the cache holds nothing for the module."""
         for kind in (TABLE, RAW):
-            self.lru.remove(module, kind)
-        self._open.pop(module, None)
+            self.lru.remove(module, kind)  # closes the open table too (on_evict)
         self._missing.pop(module, None)
         return not self.exists(module)
 

@@ -260,3 +260,32 @@ def test_slow_downloads_log_their_progress(make_trio, symbol_store, store_root):
     progress = [line for line in log.splitlines() if "downloading" in line and "so far" in line]
     assert 1 <= len(progress) <= 2  # at most one line per 5 s
     assert "MB/s" in progress[0] and "progress.so" in progress[0]
+
+
+def test_open_tables_stay_bounded_however_many_modules_are_fetched(tmp_path, store_root, symbol_store):
+    """Freshly processed tables count toward the cap on open tables too."""
+    import asyncio
+
+    from diskcache import provider as provider_module
+    from symcommon.config import load_config
+    from symcommon.modules import ModuleId
+
+    modules = [make_module(store_root, f"bounded{i}.so", 20, seed=100 + i)[0] for i in range(5)]
+    section = load_config(overrides={"DiskCache": {"cachePath": str(tmp_path / "cache"),
+                                                   "symbolURLs": [symbol_store.url("plain")]}})["DiskCache"]
+    original = provider_module.OPEN_TABLES
+    provider_module.OPEN_TABLES = 2
+    try:
+        provider = provider_module.SymbolProvider(section)
+        provider.start()
+
+        async def fetch_all() -> None:
+            for name, debug_id in modules:
+                assert await provider.table(ModuleId.parse(name, debug_id)) is not None
+            await provider.close()
+
+        asyncio.run(fetch_all())
+        assert len(provider._open) == 2
+        assert list(provider._open) == [ModuleId.parse(*m) for m in modules[-2:]]
+    finally:
+        provider_module.OPEN_TABLES = original
