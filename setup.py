@@ -16,6 +16,7 @@ setup(
         "psutil>=5.9",
         "requests>=2.31",
         "prometheus-client>=0.17",
+        "zstandard>=0.22",
     ],
     extras_require={"test": ["pytest>=7.4", "hypothesis>=6.80"]},
     entry_points={

@@ -24,6 +24,17 @@ U64_LIMIT = 1 << 64
 #: A line whose first token is one of these ends the current FUNC's block.
 _KEYWORD = re.compile(rb"\n(FUNC|PUBLIC|FILE|INLINE_ORIGIN|INFO|MODULE|STACK)(?= |\r?\n)")
 _NOT_STACK = re.compile(rb"\n(?!STACK(?: |\r?\n))")
+#: A well-formed FUNC line, numbers short enough to be below 2**64.
+_FUNC_LINE = re.compile(rb"FUNC (?:m )?([0-9a-fA-F]{1,16}) ([0-9a-fA-F]{1,16}) [0-9a-fA-F]{1,16} ([^\r\n]+)\r?\n")
+#: Runs of same-keyword records: where a run ends, and its lines in the strict form.
+_RUNS = {
+    b"FILE": (re.compile(rb"\n(?!FILE )"), re.compile(rb"^FILE ([0-9]{1,19}) ([^\r\n]*)\r?$", re.M), "files"),
+    b"INLINE_ORIGIN": (re.compile(rb"\n(?!INLINE_ORIGIN )"),
+                       re.compile(rb"^INLINE_ORIGIN ([0-9]{1,19}) ([^\r\n]*)\r?$", re.M), "origins"),
+    b"PUBLIC": (re.compile(rb"\n(?!PUBLIC )"),
+                re.compile(rb"^PUBLIC (?:m )?([0-9a-fA-F]{1,16}) [0-9a-fA-F]{1,16} ([^\r\n]+)\r?$", re.M),
+                "publics"),
+}
 _HEX = re.compile(rb"[0-9a-fA-F]+")
 _DEC = re.compile(rb"[0-9]+")
 _LINE_RECORD = re.compile(rb"^([0-9a-fA-F]+) ([0-9a-fA-F]+) ([0-9]+) ([0-9]+)\r?$", re.M)
@@ -132,15 +143,29 @@ class _Parser:
         """
         block_start = 1 if self.open_func else -1
         search = _KEYWORD.search
+        func_line = _FUNC_LINE.match
+        funcs = self.writer.funcs
         while (match := search(buffer, position)) is not None:
             start = match.start()
             if self.open_func is not None:
-                self.close_func(buffer[block_start:start + 1])
+                address, size, name = self.open_func
+                funcs.add(address, name + b"\n" + buffer[block_start:start + 1], size)
+                self.open_func = None
+            keyword = match.group(1)
+            if keyword == b"FUNC" and (func := func_line(buffer, start + 1)) is not None:
+                # The usual, well-formed FUNC line, without the general path's calls.
+                self.open_func = (int(func[1], 16), int(func[2], 16), func[3])
+                position = func.end() - 1
+                block_start = position + 1
+                continue
+            run = _RUNS.get(keyword)
+            if run is not None and (after := self.bulk_run(buffer, start, *run)) is not None:
+                position = after
+                continue
             end = buffer.index(b"\n", match.end())
             line = buffer[start + 1:end]
             if line.endswith(b"\r"):
                 line = line[:-1]
-            keyword = match.group(1)
             self.record(keyword, line)
             if self.open_func is not None:
                 block_start = end + 1
@@ -152,6 +177,26 @@ class _Parser:
         if self.open_func is not None:
             return block_start - 1
         return len(buffer) - 1
+
+    def bulk_run(self, buffer: bytes, start: int, run_end: re.Pattern[bytes],
+                 records: re.Pattern[bytes], table_name: str) -> int | None:
+        """Add a run of same-keyword records (FILE, INLINE_ORIGIN, PUBLIC) in one go.
+
+        Real files list these in long runs.  If every line of the run matches the strict
+        pattern (which admits only what :meth:`record` would accept, the same way), the whole
+        run is added from one C-level ``findall``; otherwise returns None and the records go
+        through :meth:`record` one by one.  Returns the newline ending the run.
+        """
+        end = run_end.search(buffer, start + 1).start()
+        found = records.findall(buffer, start + 1, end)
+        if len(found) != buffer.count(b"\n", start, end):
+            return None
+        table = getattr(self.writer, table_name)
+        if table_name == "publics":
+            table.add_many([(int(address, 16), name) for address, name in found])
+        else:
+            table.add_many([(int(number), name) for number, name in found])
+        return end
 
 
 @dataclass(frozen=True)
@@ -173,7 +218,11 @@ def process_symbol_file(source: BinaryIO, sink: BinaryIO) -> ProcessStats:
     Reads in chunks, so memory stays flat however large the file; only the block of one
     FUNC (its line records) is ever held whole.  Raises :class:`NotASymbolFile`.
     """
-    writer = TableWriter(sink)
+    with TableWriter(sink) as writer:
+        return _process(source, writer)
+
+
+def _process(source: BinaryIO, writer: TableWriter) -> ProcessStats:
     parser = _Parser(writer)
     first = source.read(CHUNK_BYTES)
     while len(first) < len(b"MODULE ") and (more := source.read(CHUNK_BYTES)):

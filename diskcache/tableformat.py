@@ -4,8 +4,9 @@ A table file is::
 
     header   64 bytes: magic, format version, header size, file length,
              directory offset and length (all little-endian)
-    pages    zlib-compressed pages of values, written as the .sym file streams past
-    index    per table: sorted u64 keys, optional u64 aux values, (page, start, length) refs
+    pages    zstd-compressed pages of values, written as the .sym file streams past
+    index    per table, each array compressed on its own: sorted u64 keys (delta-coded),
+             optional u64 aux values, and the page, start and length of each value
     spans    per table: the start and end file offsets (u64) of each of its pages
     dir      JSON: module info and where each table's arrays are
     trailer  8 bytes of magic, so a file cut short anywhere is recognised
@@ -13,28 +14,41 @@ A table file is::
 There are four tables, each a sorted map from a u64 key to a byte string:
 ``funcs`` (address -> name + the raw line/INLINE records of the FUNC; aux = size),
 ``publics`` (address -> name), ``files`` (FILE number -> path) and ``origins``
-(INLINE_ORIGIN number -> name).  Lookups bisect the keys in place in the memory map
-and decompress only the one small page that holds the value.
+(INLINE_ORIGIN number -> name).  Opening a table inflates its index (a few bytes per
+record); a lookup bisects the keys and decompresses only the one page that holds the value.
+
+Why zstd and a compressed index: on a 74 MB xul-class file, zlib level 1 pages plus a raw
+index made the table 33% of the .sym; zstd level 1 in 64 KiB pages plus the compressed
+index makes it about 23%, and compresses three times faster than zlib level 1.
 """
 
 from __future__ import annotations
 
 import struct
 import sys
+import threading
+from array import array
+from itertools import accumulate
+
+import zstandard
 
 MAGIC = b"BPSYMTAB"
 TRAILER = b"BPSYMEND"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER = struct.Struct("<8sIIQQQ24x")
 HEADER_SIZE = HEADER.size  # 64
 REF = struct.Struct("<III")  # page index, start in the page, length
 
 TABLE_NAMES = ("funcs", "publics", "files", "origins")
 
-#: Values are grouped into pages of about this many uncompressed bytes.  Small pages keep
-#: a cold lookup cheap (one ~16 KiB inflate); large enough for zlib to find repetition.
-PAGE_TARGET_BYTES = 16 * 1024
-ZLIB_LEVEL = 1
+#: Values are grouped into pages of about this many uncompressed bytes: small enough that a
+#: cold lookup inflates little (about 40 microseconds), large enough for zstd to find the
+#: repetition in C++ names and line records.
+PAGE_TARGET_BYTES = 64 * 1024
+ZSTD_LEVEL = 1
+#: No page or index array inflates to more than this (a corrupt size field cannot make a
+#: reader allocate gigabytes).
+MAX_INFLATED_BYTES = 1 << 31
 
 if sys.byteorder != "little":  # pragma: no cover - every platform we run on is little-endian
     raise ImportError("the symbol table format is read in place and assumes a little-endian CPU")
@@ -60,3 +74,50 @@ def check_header(buffer: memoryview | bytes, actual_length: int) -> tuple[int, i
     if not HEADER_SIZE <= dir_offset <= dir_offset + dir_length <= length - len(TRAILER):
         raise TableFormatError("directory out of bounds")
     return dir_offset, dir_length
+
+
+_local = threading.local()
+
+
+def compress(data: bytes) -> bytes:
+    """One zstd frame (with its content size, which :func:`decompress` relies on)."""
+    compressor = getattr(_local, "compressor", None)
+    if compressor is None:
+        compressor = _local.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return compressor.compress(data)
+
+
+def decompress(data: bytes | memoryview) -> bytes:
+    """Inflate one frame; raises :class:`TableFormatError` if it is corrupt."""
+    decompressor = getattr(_local, "decompressor", None)
+    if decompressor is None:
+        decompressor = _local.decompressor = zstandard.ZstdDecompressor()
+    try:
+        return decompressor.decompress(data, max_output_size=MAX_INFLATED_BYTES)
+    except zstandard.ZstdError as error:
+        raise TableFormatError(f"corrupt compressed data: {error}") from error
+
+
+def encode_array(values: array, delta: bool = False) -> bytes:
+    """Compress an integer array; ``delta`` stores differences (for sorted keys)."""
+    if delta and len(values) > 1:
+        values = array(values.typecode, [values[0]]) + array(
+            values.typecode, [b - a for a, b in zip(values, values[1:])])
+    return compress(values.tobytes())
+
+
+def decode_array(data: bytes | memoryview, typecode: str, count: int, delta: bool = False) -> array:
+    """The inverse of :func:`encode_array`; checks the element count."""
+    values = array(typecode)
+    raw = decompress(data)
+    if len(raw) % values.itemsize:
+        raise TableFormatError("index array is not a whole number of values")
+    values.frombytes(raw)
+    if len(values) != count:
+        raise TableFormatError(f"index array holds {len(values)} values, expected {count}")
+    if delta and count > 1:
+        try:
+            values = array(typecode, accumulate(values))
+        except OverflowError as error:
+            raise TableFormatError("index keys overflow") from error
+    return values

@@ -1,15 +1,16 @@
 """Reads a processed symbol table in place and answers lookups by the Breakpad rule.
 
-The table is memory-mapped; keys are bisected where they lie, and only the compressed page
-holding the wanted value is inflated (small LRU caches keep hot pages and parsed FUNC blocks).
-Nothing is scanned or loaded whole per request.
+The table is memory-mapped; opening it inflates the index (keys and value positions, a few
+bytes per record), and a lookup bisects the keys and inflates only the compressed page
+holding the wanted value (small LRU caches keep hot pages and parsed FUNC blocks).  Nothing
+is scanned or loaded whole per request.
 """
 
 from __future__ import annotations
 
 import json
 import mmap
-import zlib
+from array import array
 from bisect import bisect_right
 from functools import lru_cache
 from pathlib import Path
@@ -24,21 +25,25 @@ BLOCK_CACHE_SIZE = 512
 
 
 class _SortedTable:
-    """One sorted u64 -> bytes table of the file, read in place."""
+    """One sorted u64 -> bytes table of the file: its index inflated, its pages in the map."""
 
     def __init__(self, view: memoryview, entry: dict[str, Any], limit: int) -> None:
         try:
             count = int(entry["count"])
             page_count = int(entry["page_count"])
-            self.keys = _cast(view, entry["keys"], count, "Q", limit)
-            self.aux = _cast(view, entry["aux"], count, "Q", limit) if "aux" in entry else None
-            self._refs = _cast(view, entry["refs"], 3 * count, "I", limit)
-            self._spans = _cast(view, entry["page_spans"], 2 * page_count, "Q", limit)
+            self.keys = _load(view, entry["keys"], "Q", count, limit, delta=True)
+            self.aux = _load(view, entry["aux"], "Q", count, limit) if "aux" in entry else None
+            self._pages = _load(view, entry["pages"], "I", count, limit)
+            self._starts = _load(view, entry["starts"], "I", count, limit)
+            self._lengths = _load(view, entry["lengths"], "I", count, limit)
+            self._spans = _load(view, entry["page_spans"], "Q", 2 * page_count, limit)
         except (KeyError, TypeError, ValueError) as error:
             raise fmt.TableFormatError(f"bad table directory: {error}") from error
         for i in range(0, 2 * page_count, 2):
             if not fmt.HEADER_SIZE <= self._spans[i] <= self._spans[i + 1] <= limit:
                 raise fmt.TableFormatError("page out of bounds")
+        if count and max(self._pages) >= page_count:
+            raise fmt.TableFormatError("value in a page that does not exist")
         self._view = view
         self._page = lru_cache(maxsize=PAGE_CACHE_SIZE)(self._inflate)
 
@@ -47,15 +52,11 @@ class _SortedTable:
 
     def _inflate(self, page: int) -> bytes:
         start, end = self._spans[2 * page], self._spans[2 * page + 1]
-        try:
-            return zlib.decompress(self._view[start:end])
-        except zlib.error as error:
-            raise fmt.TableFormatError(f"corrupt page {page}: {error}") from error
+        return fmt.decompress(self._view[start:end])
 
     def value(self, index: int) -> bytes:
-        refs = self._refs
-        page, start, length = refs[3 * index], refs[3 * index + 1], refs[3 * index + 2]
-        return self._page(page)[start:start + length]
+        start = self._starts[index]
+        return self._page(self._pages[index])[start:start + self._lengths[index]]
 
     def floor(self, key: int) -> int:
         """Index of the greatest key <= ``key``, or -1."""
@@ -68,12 +69,11 @@ class _SortedTable:
         return None
 
 
-def _cast(view: memoryview, offset: Any, count: int, kind: str, limit: int) -> memoryview:
-    size = 8 if kind == "Q" else 4
-    offset = int(offset)
-    if count < 0 or offset < fmt.HEADER_SIZE or offset + count * size > limit:
-        raise fmt.TableFormatError("array out of bounds")
-    return view[offset:offset + count * size].cast(kind)
+def _load(view: memoryview, where: Any, typecode: str, count: int, limit: int, delta: bool = False) -> array:
+    offset, length = (int(field) for field in where)
+    if count < 0 or offset < fmt.HEADER_SIZE or length < 0 or offset + length > limit:
+        raise fmt.TableFormatError("index array out of bounds")
+    return fmt.decode_array(view[offset:offset + length], typecode, count, delta)
 
 
 class SymbolTable:

@@ -1,17 +1,23 @@
 """Writes a processed symbol table (layout in :mod:`diskcache.tableformat`) as records stream in.
 
-Values are compressed into pages as soon as a page is full, so the writer holds one page and
-a few compact integer columns in memory however large the symbol file is.
+Values are compressed into pages as soon as a page is full, so the writer holds a few pages
+and compact integer columns in memory however large the symbol file is.  Pages are
+compressed on a background thread: zstd releases the GIL, so on two cores the parser keeps
+going while the previous pages are compressed.
 """
 
 from __future__ import annotations
 
 import json
-import zlib
 from array import array
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from diskcache import tableformat as fmt
+
+#: Pages compressed ahead of the writes; bounds the memory held by the pipeline.
+PAGES_IN_FLIGHT = 8
 
 
 class _TableBuilder:
@@ -24,35 +30,65 @@ class _TableBuilder:
         self.pages = array("I")
         self.starts = array("I")
         self.lengths = array("I")
-        self.page_spans = array("Q")  # start, end file offset of each page
+        self.page_spans = array("Q")  # start, end file offset of each page, as written
+        self.page_count = 0
+        self._in_order = True  # keys arrived sorted (the usual case): no sort needed
         self._page: list[bytes] = []
         self._page_bytes = 0
 
     def add(self, key: int, value: bytes, aux: int = 0) -> None:
-        self.keys.append(key)
+        keys = self.keys
+        if keys and key < keys[-1]:
+            self._in_order = False
+        keys.append(key)
         if self.aux is not None:
             self.aux.append(aux)
-        self.pages.append(len(self.page_spans) // 2)
+        self.pages.append(self.page_count)
         self.starts.append(self._page_bytes)
         self.lengths.append(len(value))
         self._page.append(value)
         self._page_bytes += len(value)
         if self._page_bytes >= fmt.PAGE_TARGET_BYTES:
-            self._flush_page()
+            self.flush_page()
 
-    def _flush_page(self) -> None:
+    def add_many(self, records: list[tuple[int, bytes]]) -> None:
+        """:meth:`add` for a batch of records without aux values (a run of FILE lines, say)."""
+        keys, pages, starts, lengths = self.keys, self.pages, self.starts, self.lengths
+        page = self._page
+        page_bytes = self._page_bytes
+        previous = keys[-1] if keys else -1
+        for key, value in records:
+            if key < previous:
+                self._in_order = False
+            previous = key
+            keys.append(key)
+            pages.append(self.page_count)
+            starts.append(page_bytes)
+            lengths.append(len(value))
+            page.append(value)
+            page_bytes += len(value)
+            if page_bytes >= fmt.PAGE_TARGET_BYTES:
+                self._page_bytes = page_bytes
+                self.flush_page()
+                page, page_bytes = self._page, 0
+        self._page_bytes = page_bytes
+
+    def flush_page(self) -> None:
         if not self._page:
             return
-        start, end = self._writer.append(zlib.compress(b"".join(self._page), fmt.ZLIB_LEVEL))
-        self.page_spans.extend((start, end))
+        self._writer.append_page(self.page_spans, b"".join(self._page))
+        self.page_count += 1
         self._page = []
         self._page_bytes = 0
 
-    def finish(self, drop_overlaps: bool) -> dict[str, Any]:
-        """Sort by key, apply the duplicate rule, write the index; return its directory entry."""
-        self._flush_page()
+    def _kept(self, drop_overlaps: bool) -> list[int] | None:
+        """Indexes to keep in key order by the duplicate rule, or None for "all, as they are"."""
         keys, aux = self.keys, self.aux
-        order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: file order on ties
+        order: range | list[int]
+        if self._in_order:
+            order = range(len(keys))
+        else:
+            order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: file order on ties
         kept: list[int] = []
         if drop_overlaps:
             # FUNCs: size 0 covers nothing; a FUNC starting inside the last kept one is dropped.
@@ -68,59 +104,96 @@ class _TableBuilder:
                 if keys[i] != previous:  # first in file order wins
                     kept.append(i)
                     previous = keys[i]
-        refs = array("I")
-        for i in kept:
-            refs.extend((self.pages[i], self.starts[i], self.lengths[i]))
-        entry: dict[str, Any] = {"count": len(kept)}
-        entry["keys"] = self._writer.append_array(array("Q", (keys[i] for i in kept)))
-        if aux is not None:
-            entry["aux"] = self._writer.append_array(array("Q", (aux[i] for i in kept)))
-        entry["refs"] = self._writer.append_array(refs)
+        if self._in_order and len(kept) == len(keys):
+            return None
+        return kept
+
+    def finish(self, drop_overlaps: bool) -> dict[str, Any]:
+        """Apply the duplicate rule, write the index; return the table's directory entry.
+
+        The last page must have been flushed and written (see :meth:`TableWriter.finish`).
+        """
+        kept = self._kept(drop_overlaps)
+        columns: dict[str, array | None] = {"keys": self.keys, "aux": self.aux, "pages": self.pages,
+                                            "starts": self.starts, "lengths": self.lengths}
+        entry: dict[str, Any] = {"count": len(self.keys) if kept is None else len(kept),
+                                 "page_count": self.page_count}
+        for name, column in columns.items():
+            if column is None:
+                continue
+            if kept is not None:
+                column = array(column.typecode, [column[i] for i in kept])
+            entry[name] = self._writer.append_array(column, delta=name == "keys")
         entry["page_spans"] = self._writer.append_array(self.page_spans)
-        entry["page_count"] = len(self.page_spans) // 2
         return entry
 
 
 class TableWriter:
-    """Streams a table into ``sink`` (a seekable binary file positioned at 0)."""
+    """Streams a table into ``sink`` (a seekable binary file positioned at 0).
+
+    Use it as a context manager, so that its compression thread ends however parsing ends.
+    """
 
     def __init__(self, sink: BinaryIO) -> None:
         self._sink = sink
         self._sink.write(b"\0" * fmt.HEADER_SIZE)
         self._offset = fmt.HEADER_SIZE
+        self._compressor = ThreadPoolExecutor(1, thread_name_prefix="table-compress")
+        self._in_flight: deque[tuple[array, Future[bytes]]] = deque()
         self.funcs = _TableBuilder(self, with_aux=True)
         self.publics = _TableBuilder(self, with_aux=False)
         self.files = _TableBuilder(self, with_aux=False)
         self.origins = _TableBuilder(self, with_aux=False)
 
-    def append(self, data: bytes) -> tuple[int, int]:
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for _, future in self._in_flight:
+            future.cancel()
+        self._in_flight.clear()
+        self._compressor.shutdown(wait=True)
+
+    def _append(self, data: bytes) -> tuple[int, int]:
         start = self._offset
         self._sink.write(data)
         self._offset += len(data)
         return start, self._offset
 
-    def append_array(self, values: array) -> int:
-        """Write an integer array 8-byte aligned, so the reader can cast it in place."""
-        padding = -self._offset % 8
-        if padding:
-            self.append(b"\0" * padding)
-        return self.append(values.tobytes())[0]
+    def append_page(self, spans: array, page: bytes) -> None:
+        """Compress ``page`` in the background; pages are written in order, and each one's
+        file span is appended to ``spans`` when it is written."""
+        self._in_flight.append((spans, self._compressor.submit(fmt.compress, page)))
+        while len(self._in_flight) > PAGES_IN_FLIGHT or (self._in_flight and self._in_flight[0][1].done()):
+            self._write_next_page()
+
+    def _write_next_page(self) -> None:
+        spans, future = self._in_flight.popleft()
+        spans.extend(self._append(future.result()))
+
+    def append_array(self, values: array, delta: bool = False) -> list[int]:
+        """Write a compressed integer array; returns its [offset, length] for the directory."""
+        start, end = self._append(fmt.encode_array(values, delta))
+        return [start, end - start]
 
     def finish(self, module: dict[str, Any], stats: dict[str, Any]) -> int:
-        """Write index, directory, trailer and header; return the file length."""
+        """Write the last pages, index, directory, trailer and header; return the file length."""
+        builders = {"funcs": self.funcs, "publics": self.publics, "files": self.files, "origins": self.origins}
+        for builder in builders.values():
+            builder.flush_page()
+        while self._in_flight:
+            self._write_next_page()
         directory = {
             "module": module,
             "stats": stats,
-            "tables": {
-                "funcs": self.funcs.finish(drop_overlaps=True),
-                "publics": self.publics.finish(drop_overlaps=False),
-                "files": self.files.finish(drop_overlaps=False),
-                "origins": self.origins.finish(drop_overlaps=False),
-            },
+            "tables": {name: builder.finish(drop_overlaps=name == "funcs") for name, builder in builders.items()},
         }
         encoded = json.dumps(directory, separators=(",", ":")).encode()
-        dir_offset = self.append(encoded)[0]
-        self.append(fmt.TRAILER)
+        dir_offset = self._append(encoded)[0]
+        self._append(fmt.TRAILER)
         length = self._offset
         self._sink.seek(0)
         self._sink.write(

@@ -137,7 +137,7 @@ def test_local_dirs_come_before_stores_and_are_not_copied(make_trio, symbol_stor
 
 def test_lru_evicts_least_recently_used_past_max_size(make_trio, symbol_store, store_root):
     # two modules whose tables are over 0.5 MB each, in a 1 MB cache
-    modules = [make_module(store_root, f"lru{i}.so", 11000, seed=i) for i in range(2)]
+    modules = [make_module(store_root, f"lru{i}.so", 16000, seed=i) for i in range(2)]
     symbol_store.reset()
     trio = make_trio([symbol_store.url("plain")], {"DiskCache": {"maxSizeMB": 1}})
 

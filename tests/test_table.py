@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -380,3 +381,116 @@ def test_reference_agrees_with_the_hand_worked_answers(case):
     debug_file, debug_id = case["module"]
     [sym] = (FIXTURES / debug_file / debug_id).glob("*.sym")
     assert ReferenceModule.from_bytes(sym.read_bytes()).lookup(case["offset"]) == case["answer"], case["why"]
+
+
+RUN_EDGES = b"""MODULE Linux x86_64 ABCDEF0123456789ABCDEF0123456789A runs
+FILE 0 a.cpp
+FILE 1 
+FILE 2 with\rcarriage return
+FILE 00000000000000000000003 leading zeros beyond nineteen digits
+FILE 18446744073709551615 largest
+FILE 18446744073709551616 too large
+FILE 4 b.cpp\r
+FILE
+FILE x junk
+FILE 1 duplicate keeps the first
+INLINE_ORIGIN 0 origin zero
+INLINE_ORIGIN 7 
+INLINE_ORIGIN 3 three
+PUBLIC m 1000 0 with m flag
+PUBLIC 1010 0 plain\r
+PUBLIC m m 1020 0 two m flags is junk
+PUBLIC 1030 0 
+PUBLIC 00000000000000001040 0 seventeen digits
+PUBLIC 1050 zz bad parameter
+PUBLIC 0fff 0 out of order
+PUBLIC 1060 0 name with\rcarriage return
+FUNC 2000 10 0 f
+2000 10 1 0
+FUNC m 2010 10 0 g with m
+FUNC 2020 10 0 
+FUNC 00000000000000002030 10 0 seventeen-digit address
+FUNC 2040 10 0 h\r
+2040 8 3 4\r
+FUNC 2050 10 zz bad parameter
+FILE 9 after the funcs
+PUBLIC 3000 0 after the funcs
+FILE 20 
+FILE 21 clean run\r
+FILE 0 duplicate of the first FILE 0
+INLINE_ORIGIN 20 
+INLINE_ORIGIN 21 clean\r
+PUBLIC m 4000 0 m\r
+PUBLIC 4010 ffffffffffffffff large parameter
+"""
+
+
+@pytest.mark.parametrize("chunk", [None, 7, 64, 1000])
+@pytest.mark.parametrize("source", ["runs", "generated",
+                                    *sorted(str(p.relative_to(FIXTURES)) for p in FIXTURES.rglob("*.sym"))])
+def test_fast_paths_build_the_same_table_as_the_general_path(source, chunk, monkeypatch, tmp_path):
+    """The bulk FILE/INLINE_ORIGIN/PUBLIC runs and the FUNC fast path are pure speed:
+    byte for byte the table must be what record-by-record parsing builds."""
+    if source == "runs":
+        text = RUN_EDGES
+    elif source == "generated":
+        from gen_symfile import generate
+
+        generate(tmp_path / "g.sym", 0.3, seed=5)
+        text = (tmp_path / "g.sym").read_bytes()
+    else:
+        text = (FIXTURES / source).read_bytes()
+
+    def table_bytes() -> bytes:
+        sink = io.BytesIO()
+        original = symfile.CHUNK_BYTES
+        symfile.CHUNK_BYTES = chunk or original
+        try:
+            process_symbol_file(io.BytesIO(text), sink)
+        finally:
+            symfile.CHUNK_BYTES = original
+        return sink.getvalue()
+
+    fast = table_bytes()
+    monkeypatch.setattr(symfile, "_RUNS", {})
+    monkeypatch.setattr(symfile, "_FUNC_LINE", re.compile(rb"(?!)"))
+    assert table_bytes() == fast
+
+
+def test_run_edges_follow_the_record_rules(monkeypatch):
+    bulk_runs = []
+    general = symfile._Parser.bulk_run
+
+    def counting(self, *args):
+        end = general(self, *args)
+        bulk_runs.append(end is not None)
+        return end
+
+    monkeypatch.setattr(symfile._Parser, "bulk_run", counting)
+    table = build(RUN_EDGES)
+    assert bulk_runs.count(True) >= 4 and bulk_runs.count(False) >= 3  # both paths were taken
+    assert table._files.get(0) == b"a.cpp" and table._files.get(20) == b""
+    assert table._files.get(21) == b"clean run"
+    assert table._origins.get(20) == b"" and table._origins.get(21) == b"clean"
+    assert answer(table, 0x4000)["function"] == "m" and answer(table, 0x4010)["function"] == "large parameter"
+    files = table._files
+    assert files.get(1) == b""  # the first FILE 1 wins over the duplicate
+    assert files.get(2) == b"with\rcarriage return"
+    assert files.get(3) == b"leading zeros beyond nineteen digits"
+    assert files.get(18446744073709551615) == b"largest"
+    assert files.get(4) == b"b.cpp"
+    assert files.get(9) == b"after the funcs"
+    assert table._origins.get(7) == b"" and table._origins.get(3) == b"three"
+    assert answer(table, 0x1000)["function"] == "with m flag"
+    assert answer(table, 0x1010)["function"] == "plain"
+    assert answer(table, 0x1020)["function"] == "plain"  # the double-m PUBLIC is junk
+    assert answer(table, 0x1040)["function"] == "seventeen digits"
+    assert answer(table, 0x1050)["function"] == "seventeen digits"  # bad parameter: junk
+    assert answer(table, 0x1060)["function"] == "name with\rcarriage return"
+    assert answer(table, 0xfff)["function"] == "out of order"
+    assert answer(table, 0x2010)["function"] == "g with m"
+    assert answer(table, 0x2030)["function"] == "seventeen-digit address"
+    assert answer(table, 0x2044) == {"function": "h", "function_offset": 4, "function_size": 16,
+                                     "file": "b.cpp", "line": 3, "inlines": []}
+    assert answer(table, 0x2050) is None  # the FUNC with a bad parameter is junk; no PUBLIC is nearer
+    assert answer(table, 0x3000)["function"] == "after the funcs"
