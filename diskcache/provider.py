@@ -75,6 +75,7 @@ class SymbolProvider:
 
     def start(self) -> None:
         self.lru.load(_is_valid_table)
+        self.processor.warm_up()
 
     async def close(self) -> None:
         self.processor.shutdown()
@@ -182,12 +183,13 @@ class SymbolProvider:
         started = time.monotonic()
         try:
             stats = await self.processor.process(source, destination)
+            loop = asyncio.get_running_loop()
             if keep:
                 entry = self.lru.add(module, TABLE, destination)
-                table = SymbolTable.open(entry.path)
+                table = await loop.run_in_executor(self.threads, SymbolTable.open, entry.path)
                 self._keep_open(module, table)
-            else:
-                table = SymbolTable.open(destination)  # stays mapped after the unlink below
+            else:  # stays mapped after the unlink below
+                table = await loop.run_in_executor(self.threads, SymbolTable.open, destination)
         except NotASymbolFile as error:
             log.warning("symbols for %s are not a symbol file: %s", printable(module), error)
             self._processing_failures.inc()
