@@ -13,6 +13,7 @@ from typing import Any
 from symcommon.modules import InvalidModule, ModuleId
 
 U64_LIMIT = 1 << 64
+DEFAULT_MAX_JOBS = 10
 _NUMBER = re.compile(r"0[xX][0-9a-fA-F]{1,16}|[0-9]{1,20}")
 
 
@@ -24,13 +25,16 @@ class RequestError(ValueError):
 class Limits:
     """How much one request may ask for (the config's ``max*PerRequest`` keys)."""
 
-    max_jobs: int = 10
+    max_jobs: int = DEFAULT_MAX_JOBS
     max_frames: int = 100_000
     max_modules: int = 5000
 
     @classmethod
     def from_section(cls, section: dict[str, Any]) -> Limits:
-        return cls(section.get("maxJobsPerRequest", cls.max_jobs), section["maxFramesPerRequest"],
+        # The DiskCache's section has no job limit: SymServer sends it one job at a time, but a
+        # client talking to it directly gets the same default.  (With slots, cls.max_jobs is
+        # the field's descriptor, not its default.)
+        return cls(section.get("maxJobsPerRequest", DEFAULT_MAX_JOBS), section["maxFramesPerRequest"],
                    section["maxModulesPerRequest"])
 
 

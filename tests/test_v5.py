@@ -170,11 +170,16 @@ def test_firefox_profiler_pattern(local_trio):
             assert "line" not in frame or "file" in frame
 
 
-def test_too_many_jobs_is_400_naming_the_limit(local_trio):
+@pytest.mark.parametrize("server", ["SymServer", "DiskCache"])
+def test_too_many_jobs_is_400_naming_the_limit(local_trio, server):
+    """The DiskCache has no job limit of its own in the config: it applies the default."""
     body = {"jobs": [{"memoryMap": [INLINE], "stacks": [[[0, 1]]]}] * 11}
-    response = v5(local_trio, body)
+    response = v5(local_trio, body, server=server)
     assert response.status_code == 400
     assert "limit of 10" in response.json()["error"]
+    body["jobs"] = body["jobs"][:10]
+    response = v5(local_trio, body, server=server)
+    assert response.status_code == 200 and len(response.json()["results"]) == 10
 
 
 @pytest.mark.parametrize("body,location", [
