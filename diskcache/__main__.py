@@ -9,10 +9,11 @@ from diskcache.app import make_app
 from diskcache.provider import SymbolProvider
 from symcommon.cli import server_main
 from symcommon.metrics import Metrics
+from symcommon.prefork import SharedState
 from symcommon.web import serve
 
 
-async def run(config: dict, pidfile: Path | None) -> None:
+async def run(config: dict, pidfile: Path | None, shared: SharedState | None = None) -> None:
     section = config["DiskCache"]
     provider = SymbolProvider(section, Metrics("diskcache"))
     provider.start()

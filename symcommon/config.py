@@ -45,6 +45,9 @@ DEFAULTS: Config = {
         "memcachedServers": ["127.0.0.1:11211"],
         "DiskCacheServer": "127.0.0.1:8888",
         "maxJobsPerRequest": 10,
+        "processes": 1,
+        "frameCacheEntries": 50000,
+        "frameCacheSeconds": 60,
         "maxRequestMB": 16,
         "maxFramesPerRequest": 100000,
         "maxModulesPerRequest": 5000,
@@ -69,7 +72,7 @@ DEFAULTS: Config = {
 PATH_KEYS = {("DiskCache", "cachePath"), ("DiskCache", "localSymbolDirs"),
              ("DiskCache", "log", "path"), ("SymServer", "log", "path")}
 PORT_KEYS = {"port"}
-POSITIVE_KEYS = {"maxSizeMB", "maxFiles", "maxFileSizeMB", "processWorkers", "maxJobsPerRequest",
+POSITIVE_KEYS = {"maxSizeMB", "maxFiles", "maxFileSizeMB", "processWorkers", "maxJobsPerRequest", "processes",
                  "maxRequestMB", "maxFramesPerRequest", "maxModulesPerRequest"}
 
 

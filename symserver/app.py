@@ -10,17 +10,28 @@ import tornado.web
 
 from symcommon import requests as api
 from symcommon.responses import v4_response, v5_result
+from symcommon.prefork import SharedState
 from symcommon.web import ApiError, JsonHandler, OriginalProtocolHandler, protocol_application, wants_debug
 from symserver.diskcache_client import DiskCacheUnavailable
 from symserver.framecache import frame_key
-from symserver.symbolicate import Outcome, Symbolicator
+from symserver.symbolicate import Outcome, Symbolicator, frame_key_of
 
 
 class SymServerState:
-    """What the debug protocol can change at run time (per process)."""
+    """What the debug protocol can change at run time, seen by every server process."""
 
-    def __init__(self) -> None:
-        self.output_cache_hits = False
+    OUTPUT_CACHE_HITS_SLOT = 0
+
+    def __init__(self, shared: SharedState) -> None:
+        self._shared = shared
+
+    @property
+    def output_cache_hits(self) -> bool:
+        return bool(self._shared.get(self.OUTPUT_CACHE_HITS_SLOT))
+
+    @output_cache_hits.setter
+    def output_cache_hits(self, enabled: bool) -> None:
+        self._shared.set(self.OUTPUT_CACHE_HITS_SLOT, int(enabled))
 
 
 class SymServerHandler(JsonHandler):
@@ -44,7 +55,7 @@ class V4Handler(OriginalProtocolHandler, SymServerHandler):
         outcome = await self.symbolicate([job])
         hits = None
         if self.state.output_cache_hits:
-            hits = [[index >= 0 and (job.memory_map[index].module, offset) in outcome.cache_hits
+            hits = [[index >= 0 and frame_key_of(job.memory_map[index].module, offset) in outcome.cache_hits
                      for index, offset in stack] for stack in job.stacks]
         return v4_response(job, outcome.answers[0], version, hits)
 
@@ -53,8 +64,9 @@ class V4Handler(OriginalProtocolHandler, SymServerHandler):
             self.state.output_cache_hits = api.debug_flag(request, "enabled")
             return {"success": True}
         if request.action == "cacheEvict":
-            key = frame_key(api.debug_module(request), api.debug_offset(request))
-            return {"success": await self.symbolicator.frames.delete(key)}
+            lookup = (api.debug_module(request), api.debug_offset(request))
+            self.symbolicator.recent.discard(frame_key_of(*lookup))
+            return {"success": await self.symbolicator.frames.delete(frame_key(*lookup))}
         raise ApiError(400, f"action: unknown SymServer debug action {request.action[:60]!r} "
                             "(outputCacheHits, cacheEvict)")
 
@@ -99,8 +111,9 @@ class UiHandler(tornado.web.RequestHandler):
         self.finish(self.page)
 
 
-def make_app(section: dict[str, Any], symbolicator: Symbolicator) -> tornado.web.Application:
+def make_app(section: dict[str, Any], symbolicator: Symbolicator,
+             shared: SharedState | None = None) -> tornado.web.Application:
     return protocol_application(section, V4Handler, V5Handler, HeartbeatHandler,
                                 extra_routes=[(r"/ui", UiHandler)],
-                                symbolicator=symbolicator, state=SymServerState(),
+                                symbolicator=symbolicator, state=SymServerState(shared or SharedState()),
                                 metrics=symbolicator.metrics)

@@ -1,8 +1,10 @@
-"""SymServer's lookup path: memcached first, the DiskCache for the misses, then fill memcached.
+"""SymServer's lookup path: the recent-frames LRU, then memcached, then the DiskCache for the
+misses; then fill both caches.
 
 However many jobs and frames a request has, it costs at most one memcached ``get_multi``,
-one DiskCache request and one ``set_multi``.  The fill is awaited (bounded by the memcached
-timeout) so that a client repeating a request at once is answered from memcached.
+one DiskCache request and one ``set_multi``, and none of them when the recent-frames LRU
+has every frame.  The fill is awaited (bounded by the memcached timeout) so that a client
+repeating a request at once is answered from the caches.
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ from symcommon.modules import ModuleId
 from symcommon.requests import Job
 from symcommon.responses import JobAnswers, ModuleAnswer
 from symserver.diskcache_client import DiskCacheClient, DiskCacheUnavailable
-from symserver.framecache import FrameCache, encode, frame_key
+from symserver.framecache import CachedFrame, FrameCache, RecentFrames, encode, frame_key
 
 log = logging.getLogger("symserver.symbolicate")
 
 Lookup = tuple[ModuleId, int]
+FrameKey = tuple[str, int]  # (str(module), offset): how the in-process tier and cacheHits know a frame
+
+
+def frame_key_of(module: ModuleId, offset: int) -> FrameKey:
+    return (str(module), offset)
 
 
 @dataclass
@@ -30,7 +37,7 @@ class Outcome:
     """Answers per job, which frames came from memcached (``cacheHits``), and figures (``Debug``)."""
 
     answers: list[JobAnswers]
-    cache_hits: set[Lookup] = field(default_factory=set)
+    cache_hits: set[FrameKey] = field(default_factory=set)
     memcached_misses: int = 0
     memcached_seconds: float = 0.0
     diskcache_round_trips: int = 0
@@ -50,11 +57,15 @@ class Outcome:
 
 
 class Symbolicator:
-    def __init__(self, frames: FrameCache, diskcache: DiskCacheClient, metrics: Metrics | None = None) -> None:
+    def __init__(self, frames: FrameCache, diskcache: DiskCacheClient, metrics: Metrics | None = None,
+                 recent: RecentFrames | None = None) -> None:
         self.frames = frames
+        self.recent = recent if recent is not None else RecentFrames(0, 0)
         self.diskcache = diskcache
         metrics = metrics or Metrics("symserver")
         self.metrics = metrics
+        self._recent_hits = metrics.counter("recent_frames_hits", "Frames answered from the in-process LRU")
+        metrics.gauge("recent_frames_entries", "Frames in the in-process LRU", lambda: len(self.recent))
         self._hits = metrics.counter("memcached_hits", "Frames answered from memcached")
         self._misses = metrics.counter("memcached_misses", "Frames memcached did not have")
         self._diskcache_requests = metrics.counter("diskcache_requests", "Requests to the DiskCache",
@@ -62,20 +73,29 @@ class Symbolicator:
 
     async def symbolicate(self, jobs: list[Job], request_id: str, debug: bool = False) -> Outcome:
         """Raises :class:`DiskCacheUnavailable` when misses cannot be looked up."""
-        wanted: set[Lookup] = set()
+        # Frames are keyed by (module name, offset): a str and an int hash in C, which matters
+        # when a warm request is little else than a few hundred dict lookups.
+        wanted: dict[FrameKey, Lookup] = {}
+        job_frames = []
         for job in jobs:
-            for index, offset in job.frames():
-                wanted.add((job.memory_map[index].module, offset))
-        keys = {lookup: frame_key(*lookup) for lookup in wanted}
+            names = [str(entry.module) for entry in job.memory_map]
+            frames = job.frames()
+            job_frames.append((names, frames))
+            for index, offset in frames:
+                key = (names[index], offset)
+                if key not in wanted:
+                    wanted[key] = (job.memory_map[index].module, offset)
+        found: dict[FrameKey, CachedFrame] = self.recent.get_many(wanted)
+        self._recent_hits.inc(len(found))
+        memcached_keys = {key: frame_key(*lookup) for key, lookup in wanted.items() if key not in found}
         started = time.monotonic()
-        cached = await self.frames.get_many(list(keys.values()))
+        cached = await self.frames.get_many(list(memcached_keys.values())) if memcached_keys else {}
         memcached_seconds = time.monotonic() - started
-        found: dict[Lookup, tuple[str | None, FrameInfo | None]] = {}
-        for lookup, key in keys.items():
-            if key in cached:
-                found[lookup] = cached[key]
-        misses = [lookup for lookup in wanted if lookup not in found]
-        self._hits.inc(len(found))
+        from_memcached = {key: cached[mkey] for key, mkey in memcached_keys.items() if mkey in cached}
+        self.recent.put_many(from_memcached)
+        found.update(from_memcached)
+        misses = [key for key in memcached_keys if key not in from_memcached]
+        self._hits.inc(len(from_memcached))
         self._misses.inc(len(misses))
         outcome = Outcome(answers=[], cache_hits=set(found), memcached_misses=len(misses),
                           memcached_seconds=memcached_seconds)
@@ -83,25 +103,28 @@ class Symbolicator:
             outcome.diskcache_round_trips = 1
             started = time.monotonic()
             try:
-                fresh = await self._ask_diskcache(misses, request_id, debug, outcome)
+                fresh = await self._ask_diskcache([wanted[key] for key in misses], request_id, debug, outcome)
             except DiskCacheUnavailable:
                 self._diskcache_requests.labels("unavailable").inc()
                 raise
             self._diskcache_requests.labels("ok").inc()
             outcome.diskcache_seconds = time.monotonic() - started
-            found.update(fresh)
+            fresh_by_key = {frame_key_of(*lookup): value for lookup, value in fresh.items()}
+            found.update(fresh_by_key)
             if fresh:
-                await self.frames.set_many({keys[lookup]: encode(*value) for lookup, value in fresh.items()})
-        for job in jobs:
+                self.recent.put_many(fresh_by_key)
+                await self.frames.set_many({frame_key(*lookup): encode(*value) for lookup, value in fresh.items()})
+        for names, frames in job_frames:
             answers = JobAnswers()
-            for index, offset in job.frames():
-                module = job.memory_map[index].module
-                value = found.get((module, offset))
+            modules, symbols = answers.modules, answers.symbols
+            for frame in frames:
+                value = found.get((names[frame[0]], frame[1]))
                 if value is not None:
-                    answers.modules[index] = ModuleAnswer(True, value[0])
-                    answers.symbols[(index, offset)] = value[1]
+                    if frame[0] not in modules:
+                        modules[frame[0]] = ModuleAnswer(True, value[0])
+                    symbols[frame] = value[1]
                 else:  # a found module has a value for every frame, even "no symbol"
-                    answers.modules.setdefault(index, ModuleAnswer(False))
+                    modules.setdefault(frame[0], ModuleAnswer(False))
             outcome.answers.append(answers)
         return outcome
 

@@ -25,18 +25,23 @@ def test_metrics_count_requests_caches_downloads_and_processing(make_trio, symbo
     symbol_store.reset()
     trio = make_trio([symbol_store.url("flaky/1")], {"DiskCache": {"retries": 2}})
     assert trio.post(sample_request()).text == SAMPLE_RESPONSE  # cold: 2 downloads, 2 processed
-    assert trio.post(sample_request()).text == SAMPLE_RESPONSE  # warm: memcached
+    assert trio.post(sample_request()).text == SAMPLE_RESPONSE  # warm: the in-process cache
+    trio.post({"debug": True, "action": "cacheEvict", "libName": "xul.pdb",
+               "breakpadId": "44E4EC8C2F41492B9369D6B9A059577C2", "offset": 11723767})
+    assert trio.post(sample_request()).text == SAMPLE_RESPONSE  # the evicted frame: a miss
     trio.session.post(trio.url("SymServer", "/no/such/path/123"), data=b"{}", timeout=10)
     trio.post(None, raw=b"{bad json")
 
     symserver = scrape(trio, "SymServer")
-    assert symserver[("symserver_requests_total", (("method", "POST"), ("route", "/"), ("status", "200")))] == 2
+    assert symserver[("symserver_requests_total", (("method", "POST"), ("route", "/"), ("status", "200")))] == 4
     assert symserver[("symserver_requests_total", (("method", "POST"), ("route", "/"), ("status", "400")))] == 1
     assert symserver[("symserver_requests_total", (("method", "POST"), ("route", "other"), ("status", "404")))] == 1
-    assert symserver[("symserver_memcached_hits_total", ())] == 2
-    assert symserver[("symserver_memcached_misses_total", ())] == 2
-    assert symserver[("symserver_diskcache_requests_total", (("outcome", "ok"),))] == 1
-    assert symserver[("symserver_request_seconds_count", (("route", "/"),))] == 3
+    assert symserver[("symserver_recent_frames_hits_total", ())] == 2 + 1
+    assert symserver[("symserver_recent_frames_entries", ())] == 2
+    assert symserver[("symserver_memcached_hits_total", ())] == 0  # the evicted frame left memcached too
+    assert symserver[("symserver_memcached_misses_total", ())] == 2 + 1
+    assert symserver[("symserver_diskcache_requests_total", (("outcome", "ok"),))] == 2
+    assert symserver[("symserver_request_seconds_count", (("route", "/"),))] == 5
 
     diskcache = scrape(trio, "DiskCache")
     assert diskcache[("diskcache_downloads_total", (("result", "found"),))] == 2
@@ -50,7 +55,8 @@ def test_metrics_count_requests_caches_downloads_and_processing(make_trio, symbo
 
     body = {"version": 4, "memoryMap": [["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]], "stacks": [[[0, 1]]]}
     trio.post(body, server="DiskCache")
-    assert scrape(trio, "DiskCache")[("diskcache_table_requests_total", (("source", "cache"),))] == 1
+    # one for the evicted frame's lookup above, one for this request
+    assert scrape(trio, "DiskCache")[("diskcache_table_requests_total", (("source", "cache"),))] == 2
 
 
 def test_unavailable_diskcache_and_missing_modules_are_counted(make_trio, symbol_store):
