@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 from diskcache.tablewriter import TableWriter
 
-CHUNK_BYTES = 4 * 1024 * 1024
+CHUNK_BYTES = 1024 * 1024
 U64_LIMIT = 1 << 64
 
 #: A line whose first token is one of these ends the current FUNC's block.

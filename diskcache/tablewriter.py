@@ -81,7 +81,7 @@ class _TableBuilder:
         self._page = []
         self._page_bytes = 0
 
-    def _kept(self, drop_overlaps: bool) -> list[int] | None:
+    def _kept(self, drop_overlaps: bool) -> array | None:
         """Indexes to keep in key order by the duplicate rule, or None for "all, as they are"."""
         keys, aux = self.keys, self.aux
         order: range | list[int]
@@ -89,7 +89,7 @@ class _TableBuilder:
             order = range(len(keys))
         else:
             order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: file order on ties
-        kept: list[int] = []
+        kept = array("L")  # compact: a list of ints would cost 36 bytes per record
         if drop_overlaps:
             # FUNCs: size 0 covers nothing; a FUNC starting inside the last kept one is dropped.
             assert aux is not None
@@ -122,7 +122,7 @@ class _TableBuilder:
             if column is None:
                 continue
             if kept is not None:
-                column = array(column.typecode, [column[i] for i in kept])
+                column = array(column.typecode, map(column.__getitem__, kept))
             entry[name] = self._writer.append_array(column, delta=name == "keys")
         entry["page_spans"] = self._writer.append_array(self.page_spans)
         return entry

@@ -289,3 +289,21 @@ def test_open_tables_stay_bounded_however_many_modules_are_fetched(tmp_path, sto
         assert list(provider._open) == [ModuleId.parse(*m) for m in modules[-2:]]
     finally:
         provider_module.OPEN_TABLES = original
+
+
+def test_a_dead_parsing_worker_is_replaced(make_trio, symbol_store, store_root):
+    """The worker processes start with the DiskCache; one that dies is replaced on next use."""
+    import psutil
+
+    symbol_store.reset()
+    trio = make_trio([symbol_store.url("plain")])
+    diskcache = psutil.Process(trio.pid("DiskCache"))
+    workers = [child for child in diskcache.children() if "diskcache.worker" in " ".join(child.cmdline())]
+    assert len(workers) == 1  # processWorkers, started before any module was asked for
+    workers[0].kill()
+    psutil.wait_procs(workers, timeout=0.5)  # a zombie until the DiskCache notices
+    module, offset = make_module(store_root, "afterdeath.so", 50, seed=7)
+    body = {"stacks": [[[0, offset]]], "memoryMap": [module], "version": 4}
+    assert trio.post(body, server="DiskCache").json()["symbolicatedStacks"][0][0].startswith("sym_")
+    replacements = [child for child in diskcache.children() if "diskcache.worker" in " ".join(child.cmdline())]
+    assert len(replacements) == 1 and replacements[0].pid != workers[0].pid
