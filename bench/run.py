@@ -534,6 +534,7 @@ class Bench:
                           "log": {"path": str(self.run_dir / "DiskCache.log")}},
             "SymServer": {"port": ports["SymServer"], "DiskCacheServer": f"127.0.0.1:{ports['DiskCache']}",
                           "memcachedServers": [f"127.0.0.1:{ports['memcached']}"],
+                          "processes": self.args.symserver_processes,
                           "log": {"path": str(self.run_dir / "SymServer.log")}},
             "quickstart": {"memcached": {"start": True, "restart": True, "port": ports["memcached"],
                                          "listenAddress": "127.0.0.1", "maxMemoryMB": "64"},
@@ -843,7 +844,7 @@ def print_report(results: dict, rows: list[dict]) -> None:
           + (f", with uncommitted changes to {', '.join(changed)}" if changed else ", no uncommitted server changes"))
     options = results.get("options", {})
     print(f"  options    wrk -t2 -c{options.get('connections')} -d{max(1, int(round(options.get('duration', 10))))}s; "
-          f"seed {options.get('seed')}")
+          f"seed {options.get('seed')}; SymServer processes {options.get('symserver_processes')}")
     module = results.get("module")
     if module:
         print(f"  module     {module['debug_file']} {module['bytes'] / MB:.1f} MB, {module['funcs']} FUNCs"
@@ -944,6 +945,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated modules and offsets (default 1)")
     parser.add_argument("--keep", action="store_true", help="leave the trio running at the end")
+    parser.add_argument("--symserver-processes", type=int, default=os.cpu_count() or 1,
+                        help="SymServer's 'processes' setting (default: one per core, as the README "
+                             "advises for throughput)")
     args = parser.parse_args()
 
     missing = missing_tools()

@@ -5,8 +5,9 @@ A table file is::
     header   64 bytes: magic, format version, header size, file length,
              directory offset and length (all little-endian)
     pages    zstd-compressed pages of values, written as the .sym file streams past
-    index    per table, each array compressed on its own: sorted u64 keys (delta-coded),
-             optional u64 aux values, and the page, start and length of each value
+    index    per table, each array compressed on its own, in the narrowest integer type
+             that fits: sorted keys (delta-coded), optional aux values, and the page,
+             start and length of each value
     spans    per table: the start and end file offsets (u64) of each of its pages
     dir      JSON: module info and where each table's arrays are
     trailer  8 bytes of magic, so a file cut short anywhere is recognised
@@ -34,7 +35,7 @@ import zstandard
 
 MAGIC = b"BPSYMTAB"
 TRAILER = b"BPSYMEND"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 HEADER = struct.Struct("<8sIIQQQ24x")
 HEADER_SIZE = HEADER.size  # 64
 REF = struct.Struct("<III")  # page index, start in the page, length
@@ -98,26 +99,46 @@ def decompress(data: bytes | memoryview) -> bytes:
         raise TableFormatError(f"corrupt compressed data: {error}") from error
 
 
-def encode_array(values: array, delta: bool = False) -> bytes:
-    """Compress an integer array; ``delta`` stores differences (for sorted keys)."""
+#: Integer arrays are stored and held in the narrowest of these that fits their values.
+TYPECODES = ("B", "H", "I", "Q")
+
+
+def narrowest(maximum: int) -> str:
+    for typecode in TYPECODES:
+        if maximum < 1 << (8 * array(typecode).itemsize):
+            return typecode
+    raise ValueError(f"{maximum} does not fit in 64 bits")
+
+
+def encode_array(values: array, delta: bool = False) -> tuple[bytes, str, str]:
+    """Compress an integer array; ``delta`` stores differences (for sorted keys).
+
+    Returns the bytes, the typecode they are stored in and the typecode to hold the values
+    in: both the narrowest that fit, which halves the index a reader keeps in memory for
+    most modules (offsets below 4 GB, values in pages of 64 KiB).
+    """
+    stored_values = values
     if delta and len(values) > 1:
-        values = array(values.typecode, [values[0]]) + array(
-            values.typecode, [b - a for a, b in zip(values, values[1:])])
-    return compress(values.tobytes())
+        stored_values = array("Q", [values[0]]) + array("Q", [b - a for a, b in zip(values, values[1:])])
+    memory = narrowest(max(values, default=0))
+    stored = narrowest(max(stored_values, default=0))
+    return compress(array(stored, stored_values).tobytes()), stored, memory
 
 
-def decode_array(data: bytes | memoryview, typecode: str, count: int, delta: bool = False) -> array:
-    """The inverse of :func:`encode_array`; checks the element count."""
-    values = array(typecode)
+def decode_array(data: bytes | memoryview, stored: str, memory: str, count: int, delta: bool = False) -> array:
+    """The inverse of :func:`encode_array`; checks the typecodes and the element count."""
+    if stored not in TYPECODES or memory not in TYPECODES:
+        raise TableFormatError(f"unknown array typecodes {stored!r}, {memory!r}")
+    values = array(stored)
     raw = decompress(data)
     if len(raw) % values.itemsize:
         raise TableFormatError("index array is not a whole number of values")
     values.frombytes(raw)
     if len(values) != count:
         raise TableFormatError(f"index array holds {len(values)} values, expected {count}")
-    if delta and count > 1:
-        try:
-            values = array(typecode, accumulate(values))
-        except OverflowError as error:
-            raise TableFormatError("index keys overflow") from error
-    return values
+    try:
+        if delta and count > 1:
+            return array(memory, accumulate(values))
+        return values if memory == stored else array(memory, values)
+    except OverflowError as error:
+        raise TableFormatError("index values do not fit their typecode") from error

@@ -31,12 +31,12 @@ class _SortedTable:
         try:
             count = int(entry["count"])
             page_count = int(entry["page_count"])
-            self.keys = _load(view, entry["keys"], "Q", count, limit, delta=True)
-            self.aux = _load(view, entry["aux"], "Q", count, limit) if "aux" in entry else None
-            self._pages = _load(view, entry["pages"], "I", count, limit)
-            self._starts = _load(view, entry["starts"], "I", count, limit)
-            self._lengths = _load(view, entry["lengths"], "I", count, limit)
-            self._spans = _load(view, entry["page_spans"], "Q", 2 * page_count, limit)
+            self.keys = _load(view, entry["keys"], count, limit, delta=True)
+            self.aux = _load(view, entry["aux"], count, limit) if "aux" in entry else None
+            self._pages = _load(view, entry["pages"], count, limit)
+            self._starts = _load(view, entry["starts"], count, limit)
+            self._lengths = _load(view, entry["lengths"], count, limit)
+            self._spans = _load(view, entry["page_spans"], 2 * page_count, limit)
         except (KeyError, TypeError, ValueError) as error:
             raise fmt.TableFormatError(f"bad table directory: {error}") from error
         for i in range(0, 2 * page_count, 2):
@@ -69,11 +69,12 @@ class _SortedTable:
         return None
 
 
-def _load(view: memoryview, where: Any, typecode: str, count: int, limit: int, delta: bool = False) -> array:
-    offset, length = (int(field) for field in where)
+def _load(view: memoryview, where: Any, count: int, limit: int, delta: bool = False) -> array:
+    offset, length, stored, memory = where
+    offset, length = int(offset), int(length)
     if count < 0 or offset < fmt.HEADER_SIZE or length < 0 or offset + length > limit:
         raise fmt.TableFormatError("index array out of bounds")
-    return fmt.decode_array(view[offset:offset + length], typecode, count, delta)
+    return fmt.decode_array(view[offset:offset + length], str(stored), str(memory), count, delta)
 
 
 class SymbolTable:

@@ -174,10 +174,12 @@ class TableWriter:
         spans, future = self._in_flight.popleft()
         spans.extend(self._append(future.result()))
 
-    def append_array(self, values: array, delta: bool = False) -> list[int]:
-        """Write a compressed integer array; returns its [offset, length] for the directory."""
-        start, end = self._append(fmt.encode_array(values, delta))
-        return [start, end - start]
+    def append_array(self, values: array, delta: bool = False) -> list[Any]:
+        """Write a compressed integer array; returns its directory entry:
+        [offset, length, stored typecode, in-memory typecode]."""
+        encoded, stored, memory = fmt.encode_array(values, delta)
+        start, end = self._append(encoded)
+        return [start, end - start, stored, memory]
 
     def finish(self, module: dict[str, Any], stats: dict[str, Any]) -> int:
         """Write the last pages, index, directory, trailer and header; return the file length."""
