@@ -24,6 +24,7 @@ from diskcache.tablereader import SymbolTable
 from symcommon.logs import printable
 from symcommon.metrics import Metrics
 from symcommon.modules import ModuleId
+from symcommon.recentframes import RecentFrames
 from symcommon.requests import Job
 from symcommon.responses import JobAnswers, ModuleAnswer
 
@@ -32,7 +33,10 @@ log = logging.getLogger("diskcache.provider")
 OPEN_TABLES = 256
 LOCAL_TABLES = 64
 MISSING_LIMIT = 10_000
-INLINE_LOOKUP_LIMIT = 32  # more frames than this are looked up off the event loop
+INLINE_LOOKUP_LIMIT = 32  # more uncached frames than this are looked up off the event loop
+#: Lookup results kept in memory, keyed by (table token, offset): a table replaced by a newer
+#: one (a rebuilt local file, a refetch) gets a new token, so nothing stale is ever answered.
+RECENT_FRAMES = 50_000
 MB = 1024 * 1024
 
 
@@ -53,6 +57,7 @@ class SymbolProvider:
         self._missing: dict[ModuleId, float] = {}
         self._inflight: dict[Any, asyncio.Future] = {}
         self._loads: dict[ModuleId, dict[str, Any]] = {}
+        self._recent = RecentFrames(RECENT_FRAMES, 24 * 3600)
         self.metrics = metrics or Metrics("diskcache")
         self._count_metrics(self.metrics)
 
@@ -343,12 +348,21 @@ class SymbolProvider:
                 for what in ("fetched", "processed"):
                     if what in record:
                         debug.setdefault(f"modules_{what}", []).append(record[what])
-        wanted = [(i, offset) for i, offset in frames if by_index[i] is not None]
-        if len(wanted) <= INLINE_LOOKUP_LIMIT:
-            symbols = _look_up(by_index, wanted)
+        # (table token, offset) -> the frames asking for it (a module may be listed twice)
+        wanted: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for i, offset in frames:
+            if by_index[i] is not None:
+                wanted.setdefault((by_index[i].token, offset), []).append((i, offset))  # type: ignore[union-attr]
+        recent = self._recent.get_many(wanted)
+        for key, info in recent.items():
+            for frame in wanted[key]:
+                answers.symbols[frame] = info
+        misses = [frame for key, frames_here in wanted.items() if key not in recent for frame in frames_here]
+        if len(misses) <= INLINE_LOOKUP_LIMIT:
+            symbols = _look_up(by_index, misses)
         else:
             loop = asyncio.get_running_loop()
-            symbols = await loop.run_in_executor(self.threads, _look_up, by_index, wanted)
+            symbols = await loop.run_in_executor(self.threads, _look_up, by_index, misses)
         for index, symbols_or_error in symbols.items():
             if isinstance(symbols_or_error, TableFormatError):
                 log.error("table for %s is corrupt (%s); evicting it",
@@ -357,6 +371,8 @@ class SymbolProvider:
                 answers.modules[index] = ModuleAnswer(False)
             else:
                 answers.symbols.update(symbols_or_error)
+                token = by_index[index].token  # type: ignore[union-attr]
+                self._recent.put_many({(token, offset): info for (_, offset), info in symbols_or_error.items()})
         return answers
 
 

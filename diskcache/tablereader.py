@@ -8,6 +8,7 @@ is scanned or loaded whole per request.
 
 from __future__ import annotations
 
+import itertools
 import json
 import mmap
 from array import array
@@ -21,6 +22,7 @@ from diskcache.symfile import FuncBlock, parse_func_block
 from symcommon.frames import FrameInfo, InlineFrame
 
 PAGE_CACHE_SIZE = 64
+_tokens = itertools.count(1)
 BLOCK_CACHE_SIZE = 512
 
 
@@ -92,6 +94,7 @@ class SymbolTable:
         except (ValueError, KeyError, TypeError) as error:
             raise fmt.TableFormatError(f"bad directory: {error}") from error
         self.path = path
+        self.token = next(_tokens)  # names this open table in caches of lookup results
         self.size = len(view)
         self._buffer = buffer
         self._funcs = tables["funcs"]

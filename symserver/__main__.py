@@ -13,7 +13,8 @@ from symcommon.prefork import SharedState
 from symcommon.web import serve
 from symserver.app import make_app
 from symserver.diskcache_client import DiskCacheClient
-from symserver.framecache import FrameCache, RecentFrames
+from symcommon.recentframes import RecentFrames
+from symserver.framecache import FrameCache
 from symserver.symbolicate import Symbolicator
 
 

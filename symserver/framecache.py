@@ -1,10 +1,11 @@
 """The frame caches: one entry per (module, offset), shared by the v4 and v5 APIs.
 
-Two tiers.  :class:`RecentFrames` is a small in-process LRU in front of memcached: a warm
-200-frame request costs 200 dict lookups instead of a memcached round trip whose 200 values
-python-memcached parses and we decode (the round trip alone held SymServer to 190 req/s).
-Its entries expire after ``frameCacheSeconds``, so restarting memcached after regenerating
-symbols (as the original README advises) still takes effect within that time.
+Two tiers.  :class:`~symcommon.recentframes.RecentFrames` is a small in-process cache in
+front of memcached: a warm 200-frame request costs 200 dict lookups instead of a memcached
+round trip whose 200 values python-memcached parses and we decode (the round trip alone held
+SymServer to 190 req/s).  Its entries expire after ``frameCacheSeconds``, so restarting
+memcached after regenerating symbols (as the original README advises) still takes effect
+within that time.
 
 :class:`FrameCache` is the memcached tier.  python-memcached is blocking, so every call runs
 in a small thread pool and is bounded by a timeout: memcached being down or slow makes a
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,7 +25,6 @@ import memcache
 from symcommon import jsonio
 from symcommon.frames import FrameInfo
 from symcommon.modules import ModuleId
-from symcommon.prefork import SharedState
 
 log = logging.getLogger("symserver.memcached")
 
@@ -35,7 +34,6 @@ CALL_TIMEOUT_SECONDS = 0.5
 DEAD_RETRY_SECONDS = 1
 
 CachedFrame = tuple[str | None, FrameInfo | None]  # (module code file, symbol)
-CLEARS_SLOT = 1  # in SharedState: how many times a process asked the others to clear
 
 
 def frame_key(module: ModuleId, offset: int) -> str:
@@ -55,73 +53,6 @@ def decode(value: Any) -> CachedFrame | None:
         return code_file, FrameInfo.from_compact(compact) if compact is not None else None
     except (ValueError, TypeError):
         return None  # a foreign or damaged value counts as a miss
-
-
-class RecentFrames:
-    """An in-process cache of recently answered frames with a time limit; 0 entries disables it.
-
-    Approximately LRU at the cost of plain dict lookups: entries live in a young and an old
-    generation; a hit in the old one moves the entry to the young one, and when the young
-    one holds more than half of ``max_entries`` it becomes the old one (dropping the previous
-    old one), so the cache holds about ``max_entries`` at most.
-    """
-
-    def __init__(self, max_entries: int, max_age_seconds: float, shared: SharedState | None = None) -> None:
-        self.max_entries = max_entries if max_age_seconds > 0 else 0
-        self._shared = shared
-        self._clears_seen = 0
-        self.max_age = max_age_seconds
-        self._generation_size = max(self.max_entries // 2, 1)
-        self._young: dict[Any, tuple[float, CachedFrame]] = {}
-        self._old: dict[Any, tuple[float, CachedFrame]] = {}
-
-    def __len__(self) -> int:
-        return len(self._young) + len(self._old)
-
-    def get_many(self, keys: Any) -> dict[Any, CachedFrame]:
-        """The fresh entries among ``keys``."""
-        if not self.max_entries:
-            return {}
-        if self._shared is not None and self._shared.get(CLEARS_SLOT) != self._clears_seen:
-            self._clears_seen = self._shared.get(CLEARS_SLOT)  # another process evicted a frame
-            self._young, self._old = {}, {}
-        now = time.monotonic()
-        young, old = self._young, self._old
-        found = {}
-        for key in keys:
-            entry = young.get(key)
-            if entry is None:
-                entry = old.pop(key, None)
-                if entry is None:
-                    continue
-                young[key] = entry
-            if entry[0] > now:
-                found[key] = entry[1]
-            else:
-                del young[key]
-        self._rotate()
-        return found
-
-    def put_many(self, values: dict[Any, CachedFrame]) -> None:
-        if not self.max_entries or not values:
-            return
-        expires = time.monotonic() + self.max_age
-        young = self._young
-        for key, value in values.items():
-            young[key] = (expires, value)
-        self._rotate()
-
-    def _rotate(self) -> None:
-        if len(self._young) > self._generation_size:
-            self._old = self._young
-            self._young = {}
-
-    def discard(self, key: Any) -> None:
-        """Forget a frame in every server process (the others clear their whole cache)."""
-        self._young.pop(key, None)
-        self._old.pop(key, None)
-        if self._shared is not None:
-            self._clears_seen = self._shared.increment(CLEARS_SLOT)
 
 
 class FrameCache:

@@ -20,7 +20,8 @@ from symcommon.modules import ModuleId
 from symcommon.requests import Job
 from symcommon.responses import JobAnswers, ModuleAnswer
 from symserver.diskcache_client import DiskCacheClient, DiskCacheUnavailable
-from symserver.framecache import CachedFrame, FrameCache, RecentFrames, encode, frame_key
+from symcommon.recentframes import RecentFrames
+from symserver.framecache import CachedFrame, FrameCache, encode, frame_key
 
 log = logging.getLogger("symserver.symbolicate")
 

@@ -13,7 +13,7 @@ import requests
 from harness import sample_request
 from symcommon.frames import FrameInfo
 from symcommon.prefork import SharedState
-from symserver.framecache import RecentFrames
+from symcommon.recentframes import RecentFrames
 
 XUL = ["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]
 

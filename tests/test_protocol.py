@@ -218,3 +218,19 @@ def test_early_answers_close_the_connection_so_reuse_never_meets_a_reset(trio, s
     assert trio.post(sample_request(), server=server).status_code == 200
     bad = trio.post(None, raw=b"{bad", server=server)  # body read: the connection stays usable
     assert bad.status_code == 400 and bad.headers.get("Connection") != "close"
+
+
+@pytest.mark.parametrize("server", ["SymServer", "DiskCache"])
+def test_a_module_listed_twice_is_symbolicated_under_both_indexes(trio, server):
+    """Both servers cache lookups per module and offset; two memoryMap entries for one module
+    must still each get their frames, cold and warm."""
+    xul = ["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]
+    body = {"version": 4, "memoryMap": [xul, ["wntdll.pdb", "D74F79EB1F8D4A45ABCD2F476CCABACC2"], xul],
+            "stacks": [[[0, 11723767], [2, 11723767], [1, 65802], [2, 16]]]}
+    for _ in range(2):
+        answer = trio.post(body, server=server).json()
+        assert answer == {"symbolicatedStacks": [["XREMain::XRE_mainRun() (in xul.pdb)",
+                                                  "XREMain::XRE_mainRun() (in xul.pdb)",
+                                                  "KiUserCallbackDispatcher (in wntdll.pdb)",
+                                                  "0x10 (in xul.pdb)"]],
+                          "knownModules": [True, True, True]}
