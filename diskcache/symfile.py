@@ -144,12 +144,17 @@ class _Parser:
         block_start = 1 if self.open_func else -1
         search = _KEYWORD.search
         func_line = _FUNC_LINE.match
-        funcs = self.writer.funcs
+        # FUNCs are gathered here and added in one batch: no call per FUNC.
+        func_keys: list[int] = []
+        func_values: list[bytes] = []
+        func_sizes: list[int] = []
         while (match := search(buffer, position)) is not None:
             start = match.start()
             if self.open_func is not None:
                 address, size, name = self.open_func
-                funcs.add(address, name + b"\n" + buffer[block_start:start + 1], size)
+                func_keys.append(address)
+                func_values.append(name + b"\n" + buffer[block_start:start + 1])
+                func_sizes.append(size)
                 self.open_func = None
             keyword = match.group(1)
             if keyword == b"FUNC" and (func := func_line(buffer, start + 1)) is not None:
@@ -174,6 +179,7 @@ class _Parser:
                 position = _NOT_STACK.search(buffer, end).start()
             else:
                 position = end
+        self.writer.funcs.add_many(func_keys, func_values, func_sizes)
         if self.open_func is not None:
             return block_start - 1
         return len(buffer) - 1
@@ -192,10 +198,8 @@ class _Parser:
         if len(found) != buffer.count(b"\n", start, end):
             return None
         table = getattr(self.writer, table_name)
-        if table_name == "publics":
-            table.add_many([(int(address, 16), name) for address, name in found])
-        else:
-            table.add_many([(int(number), name) for number, name in found])
+        base = 16 if table_name == "publics" else 10
+        table.add_many([int(key, base) for key, _ in found], [name for _, name in found])
         return end
 
 

@@ -51,17 +51,20 @@ class _TableBuilder:
         if self._page_bytes >= fmt.PAGE_TARGET_BYTES:
             self.flush_page()
 
-    def add_many(self, records: list[tuple[int, bytes]]) -> None:
-        """:meth:`add` for a batch of records without aux values (a run of FILE lines, say)."""
-        keys, pages, starts, lengths = self.keys, self.pages, self.starts, self.lengths
+    def add_many(self, keys: list[int], values: list[bytes], aux: list[int] | None = None) -> None:
+        """:meth:`add` for a batch of records (a run of FILE lines, say): the same pages and
+        columns as adding them one by one, without a call per record."""
+        own_keys, pages, starts, lengths = self.keys, self.pages, self.starts, self.lengths
+        if aux is not None and self.aux is not None:
+            self.aux.extend(aux)
+        if keys:
+            previous = own_keys[-1] if own_keys else -1
+            if keys[0] < previous or any(map(int.__lt__, keys[1:], keys)):
+                self._in_order = False
+            own_keys.extend(keys)
         page = self._page
         page_bytes = self._page_bytes
-        previous = keys[-1] if keys else -1
-        for key, value in records:
-            if key < previous:
-                self._in_order = False
-            previous = key
-            keys.append(key)
+        for value in values:
             pages.append(self.page_count)
             starts.append(page_bytes)
             lengths.append(len(value))
