@@ -36,6 +36,7 @@ class FetchResult:
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
     failure_reasons: list[str] = field(default_factory=list)  # one per failed attempt, for metrics
+    restarted: bool = False  # an attempt failed after writing some of the file
 
     @property
     def found(self) -> bool:
@@ -78,6 +79,8 @@ class SymbolFetcher:
                     try:
                         size = self._download(session, url, destination, deadline)
                     except _Retryable as error:
+                        if destination.exists() and destination.stat().st_size:
+                            result.restarted = True
                         result.errors.append(f"{url}: {error}")
                         result.failure_reasons.append(error.reason)
                         log.warning("fetching %s failed (attempt %d of %d): %s", printable(url),

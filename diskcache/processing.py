@@ -15,8 +15,10 @@ import os
 import queue
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from diskcache.lru import discard
 from diskcache.symfile import NotASymbolFile, ProcessStats
@@ -26,6 +28,10 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 class ProcessingError(RuntimeError):
     """The worker failed (or died) while processing a file; no table was written."""
+
+
+class DownloadAbandoned(ProcessingError):
+    """A followed download failed or restarted (see :meth:`Processor.follow`)."""
 
 
 class _Worker:
@@ -42,11 +48,10 @@ class _Worker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def call(self, source: Path, destination: Path) -> dict:
+    def call(self, request: dict[str, Any]) -> dict:
         assert self.process.stdin is not None and self.process.stdout is not None
         try:
-            self.process.stdin.write(json.dumps({"source": str(source), "destination": str(destination)})
-                                     .encode() + b"\n")
+            self.process.stdin.write(json.dumps(request).encode() + b"\n")
             self.process.stdin.flush()
             reply = self.process.stdout.readline()
         except (BrokenPipeError, OSError) as error:
@@ -73,11 +78,16 @@ class Processor:
 
     def __init__(self, workers: int) -> None:
         self._workers = workers
-        self._threads = ThreadPoolExecutor(workers, thread_name_prefix="processing")
+        # a thread per worker, and one per extra worker (see _process)
+        self._threads = ThreadPoolExecutor(2 * workers, thread_name_prefix="processing")
         self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
         for _ in range(workers):
             self._idle.put(None)  # started on first use, or by warm_up
         self._started: list[_Worker] = []
+        self._busy: dict[str, _Worker] = {}  # destination -> the worker writing it
+        self._lock = threading.Lock()
+        self._following = 0  # workers following a download
+        self._extras = 0  # extra workers processing complete files meanwhile
 
     def warm_up(self) -> None:
         """Start the workers now rather than on the first cold module: starting one and
@@ -88,30 +98,92 @@ class Processor:
 
     def _start(self) -> _Worker:
         worker = _Worker()
-        self._started.append(worker)
+        self._started = [w for w in self._started if w.alive()] + [worker]
         return worker
 
-    def _process(self, source: Path, destination: Path) -> ProcessStats:
-        worker = self._idle.get()
+    def _take_worker(self) -> tuple[_Worker | None, bool]:
+        """A worker for a complete file, and whether it is an extra one.
+
+        A worker following a slow download must not hold up files that are already here:
+        while one is following, a file that finds no idle worker gets an extra worker
+        (at most one per following worker), which stops when done.
+        """
+        try:
+            return self._idle.get_nowait(), False
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._extras < self._following:
+                self._extras += 1
+                return self._start(), True
+        return self._idle.get(), False
+
+    def _process(self, worker: _Worker | None, request: dict[str, Any]) -> ProcessStats:
+        """Run ``request`` on ``worker`` (taken from the idle queue; None: find one)."""
+        extra = False
+        if worker is None:
+            worker, extra = self._take_worker()
         try:
             if worker is None or not worker.alive():
                 worker = self._start()
-            reply = worker.call(source, destination)
+            self._busy[request["destination"]] = worker
+            reply = worker.call(request)
         except ProcessingError:
-            discard(destination)
+            discard(Path(request["destination"]))
             raise
         finally:
-            self._idle.put(worker)
+            self._busy.pop(request["destination"], None)
+            if extra:
+                worker.stop()
+                with self._lock:
+                    self._extras -= 1
+            else:
+                if "follow" in request:
+                    with self._lock:
+                        self._following -= 1
+                self._idle.put(worker)
         if "stats" in reply:
             return ProcessStats(**reply["stats"])
         if reply.get("error") == "not_a_symbol_file":
             raise NotASymbolFile(reply.get("message", ""))
+        if reply.get("error") == "abandoned":
+            raise DownloadAbandoned(reply.get("message", ""))
         raise ProcessingError(f"{reply.get('error')}: {reply.get('message')}")
 
     async def process(self, source: Path, destination: Path) -> ProcessStats:
         """Process in a worker; raises :class:`NotASymbolFile` or :class:`ProcessingError`."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._process, source, destination)
+        request = {"source": str(source), "destination": str(destination)}
+        return await loop.run_in_executor(self._threads, self._process, None, request)
+
+    def follow(self, download: Path, end_marker: Path, destination: Path,
+               timeout_seconds: float) -> asyncio.Future[ProcessStats] | None:
+        """Start processing a download while it is being written, if a worker is idle now
+        (a worker must not wait on a slow download while other files queue behind it).
+
+        The caller writes ``end_marker`` when the download ends: ``ok SIZE``, or ``fail``
+        (the future then raises :class:`DownloadAbandoned`).  None if no worker is idle.
+        """
+        try:
+            worker = self._idle.get_nowait()
+        except queue.Empty:
+            return None
+        if worker is None:
+            worker = self._start()  # not started yet (warm_up not called): start it now
+        with self._lock:
+            self._following += 1
+        request = {"source": str(download), "destination": str(destination),
+                   "follow": str(end_marker), "timeout": timeout_seconds}
+        self._busy[request["destination"]] = worker  # abandon() may come before the thread runs
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._threads, self._process, worker, request)
+
+    def abandon(self, destination: Path) -> None:
+        """Kill the worker writing ``destination`` (when it cannot be told to stop, e.g. the
+        end marker of a followed download cannot be written); it is replaced on next use."""
+        worker = self._busy.get(str(destination))
+        if worker is not None:
+            worker.process.kill()
 
     def shutdown(self) -> None:
         for worker in self._started:

@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable
 from diskcache.fetcher import SymbolFetcher
 from diskcache.lru import RAW, TABLE, CacheEntry, DiskLRU, discard
 from diskcache.processing import Processor
-from diskcache.symfile import NotASymbolFile
+from diskcache.symfile import NotASymbolFile, ProcessStats
 from diskcache.tableformat import TableFormatError
 from diskcache.tablereader import SymbolTable
 from symcommon.logs import printable
@@ -181,13 +181,17 @@ class SymbolProvider:
                 self._local.popitem(last=False)
         return table
 
-    async def _process_to_table(self, source: Path, module: ModuleId,
-                                keep: bool) -> SymbolTable | None:
-        """Process ``source``; ``keep`` adds the table to the cache, else it lives in memory only."""
-        destination = self.lru.temporary_path(module.cache_stem, "table")
+    async def _process_to_table(self, source: Path, module: ModuleId, keep: bool,
+                                processing: Awaitable[ProcessStats] | None = None,
+                                destination: Path | None = None) -> SymbolTable | None:
+        """Process ``source``; ``keep`` adds the table to the cache, else it lives in memory only.
+
+        ``processing``: already under way (a followed download) and writing ``destination``.
+        """
+        destination = destination or self.lru.temporary_path(module.cache_stem, "table")
         started = time.monotonic()
         try:
-            stats = await self.processor.process(source, destination)
+            stats = await (processing or self.processor.process(source, destination))
             loop = asyncio.get_running_loop()
             if keep:
                 entry = self.lru.add(module, TABLE, destination)
@@ -225,17 +229,35 @@ class SymbolProvider:
             self._loads.pop(next(iter(self._loads)))
 
     async def _fetch_table(self, module: ModuleId) -> SymbolTable | None:
+        """Download and process a module.  When a worker is idle, it parses the download as it
+        arrives, so a big module costs about its download time instead of download plus
+        processing; if the download fails or has to restart, that work is dropped."""
         download = self.lru.temporary_path(module.cache_stem, "download")
+        end_marker = download.with_name(download.name + ".end")
+        destination = self.lru.temporary_path(module.cache_stem, "table")
+        following = self.processor.follow(download, end_marker, destination, self.fetcher.timeout)
         try:
             result = await self._download(module, download)
-            if result is None:
-                return None
-            table = await self._process_to_table(download, module, keep=True)
+            usable = result is not None and not result.restarted
+            if not _write_end_marker(end_marker, result.bytes if usable else None) and following is not None:
+                self.processor.abandon(destination)
+                usable = False
+            if following is not None and usable:
+                table = await self._process_to_table(download, module, keep=True,
+                                                     processing=following, destination=destination)
+            else:
+                if following is not None:
+                    await _settle(following)
+                    discard(destination)
+                if result is None:
+                    return None
+                table = await self._process_to_table(download, module, keep=True)
             if table is None:
                 self._remember_missing(module)
             return table
         finally:
             discard(download)
+            discard(end_marker)
 
     async def _download(self, module: ModuleId, destination: Path) -> Any:
         loop = asyncio.get_running_loop()
@@ -398,3 +420,20 @@ def _is_valid_table(path: Path) -> bool:
         return False
     return True
 
+
+def _write_end_marker(path: Path, size: int | None) -> bool:
+    """Tell a worker following a download that it is complete (its size) or abandoned."""
+    try:
+        path.write_text(f"ok {size}" if size is not None else "fail")
+    except OSError as error:
+        log.warning("cannot write %s: %s", printable(path.name), error)
+        return False
+    return True
+
+
+async def _settle(future: Awaitable[Any]) -> None:
+    """Wait for work whose result is no longer wanted, whatever it ends with."""
+    try:
+        await future
+    except Exception:  # noqa: BLE001 - abandoned on purpose
+        pass

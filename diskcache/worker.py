@@ -4,6 +4,10 @@ Reads one JSON request per line on stdin (``{"source": ..., "destination": ...}`
 .sym file into a table, and answers one JSON line on stdout: ``{"stats": {...}}`` or
 ``{"error": kind, "message": ...}``.  It imports only the parser and the table writer, so it
 costs little memory; it ends when stdin closes or when the DiskCache dies.
+
+With ``"follow": END_MARKER`` the source is a download still being written: the worker parses
+what has arrived and waits for more, until the DiskCache writes the end marker, ``ok SIZE``
+(the download is complete) or ``fail`` (abandon it).  So processing overlaps the download.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from diskcache.lru import discard
 from diskcache.symfile import NotASymbolFile, ProcessStats, process_symbol_file
@@ -30,6 +35,82 @@ def process_file(source: Path, destination: Path) -> ProcessStats:
     except BaseException:
         discard(destination)
         raise
+
+
+FOLLOW_POLL_SECONDS = 0.005
+
+
+class DownloadAbandoned(Exception):
+    """The download being followed failed or restarted: its table would be wrong."""
+
+
+class FollowingReader:
+    """A file still being written, read as a stream that ends where its end marker says."""
+
+    def __init__(self, path: Path, end_marker: Path, timeout_seconds: float) -> None:
+        self.path = path
+        self.end_marker = end_marker
+        self.timeout = timeout_seconds
+        self.position = 0
+        self._file: Any = None
+
+    def _end(self) -> int | None:
+        """The final size once the download is complete; raises if it was abandoned."""
+        try:
+            text = self.end_marker.read_text()
+        except FileNotFoundError:
+            return None
+        if not text.startswith("ok "):
+            raise DownloadAbandoned("the download failed or was restarted")
+        return int(text.split()[1])
+
+    def read(self, size: int = -1) -> bytes:
+        deadline = time.monotonic() + self.timeout
+        complete = False  # the end marker was seen before this read: no more data will come
+        end: int | None = None
+        while True:
+            if self._file is None:
+                try:
+                    self._file = open(self.path, "rb")
+                except FileNotFoundError:
+                    if complete:
+                        raise DownloadAbandoned("the download is complete but its file is gone") from None
+            if self._file is not None:
+                data = self._file.read(size)
+                if data:
+                    self.position += len(data)
+                    return data
+            if complete:
+                if self.position == end:
+                    return b""
+                raise DownloadAbandoned(f"the download has {self.position} bytes, not {end}")
+            end = self._end()
+            if end is not None:
+                complete = True  # read once more: the last bytes were written before the marker
+                continue
+            if time.monotonic() > deadline:
+                raise DownloadAbandoned(f"no data for {self.timeout:.0f}s")
+            time.sleep(FOLLOW_POLL_SECONDS)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def process_download(source: Path, end_marker: Path, destination: Path, timeout_seconds: float) -> ProcessStats:
+    """:func:`process_file` for a download still being written (see the module docstring)."""
+    reader = FollowingReader(source, end_marker, timeout_seconds)
+    try:
+        with open(destination, "w+b") as table:
+            stats = process_symbol_file(reader, table)  # type: ignore[arg-type]
+            table.flush()
+            os.fsync(table.fileno())
+        return stats
+    except BaseException:
+        discard(destination)
+        raise
+    finally:
+        reader.close()
 
 
 def _die_with_parent(parent: int) -> None:
@@ -50,9 +131,15 @@ def _die_with_parent(parent: int) -> None:
 def handle(line: bytes) -> dict:
     try:
         request = json.loads(line)
-        stats = process_file(Path(request["source"]), Path(request["destination"]))
+        if "follow" in request:
+            stats = process_download(Path(request["source"]), Path(request["follow"]),
+                                     Path(request["destination"]), float(request["timeout"]))
+        else:
+            stats = process_file(Path(request["source"]), Path(request["destination"]))
     except NotASymbolFile as error:
         return {"error": "not_a_symbol_file", "message": str(error)}
+    except DownloadAbandoned as error:
+        return {"error": "abandoned", "message": str(error)}
     except Exception as error:  # noqa: BLE001 - reported to the DiskCache, which logs it
         return {"error": type(error).__name__, "message": str(error)}
     return {"stats": asdict(stats)}

@@ -14,6 +14,9 @@ The behaviour is chosen by the first URL path segment, so one server covers all 
                        sent ms after the one before (the first ms after the headers)
 ``/hang/<path>``       never answers (until the store stops)
 ``/truncated/<path>``  declares the full length, sends half, closes (or 404)
+``/cutoff/<n>/<path>`` for the first n requests of that exact request path, like
+                       truncated but the half sent is upper-cased (so its bytes must
+                       not be used), then like plain (a download that must start over)
 ``/badgzip/<path>``    ``Content-Encoding: gzip`` with a body that is not gzip (or 404)
 ``/html/<path>``       200 with an HTML error page, whatever the path
 anything else          404
@@ -40,8 +43,8 @@ from urllib.parse import unquote
 DRIP_PIECE_BYTES = 256
 HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head>\n"
              b"<body><h1>Error</h1><p>The symbol service is down for maintenance.</p></body></html>\n")
-FILE_MODES = {"plain", "gzip", "deflate", "flaky", "slow", "drip", "truncated", "badgzip"}
-MODES_WITH_NUMBER = {"flaky", "slow", "drip"}
+FILE_MODES = {"plain", "gzip", "deflate", "flaky", "slow", "drip", "truncated", "cutoff", "badgzip"}
+MODES_WITH_NUMBER = {"flaky", "slow", "drip", "cutoff"}
 _NUMBER = re.compile(r"[0-9]{1,9}")
 
 
@@ -214,9 +217,10 @@ class _StoreHandler(BaseHTTPRequestHandler):
             return self._send(200, zlib.compress(data), {"Content-Encoding": "deflate"})
         if mode == "badgzip":
             return self._send(200, b"this is not gzip\n" + data[:100], {"Content-Encoding": "gzip"})
-        if mode == "truncated":
+        if mode == "truncated" or mode == "cutoff" and store._flaky_attempt(self.path) <= number:
             self._head(200, len(data))
-            self.wfile.write(data[: len(data) // 2])
+            half = data[: len(data) // 2]
+            self.wfile.write(half if mode == "truncated" else half.upper())
             self.wfile.flush()
             self.close_connection = True
             return None

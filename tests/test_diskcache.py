@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -307,3 +309,95 @@ def test_a_dead_parsing_worker_is_replaced(make_trio, symbol_store, store_root):
     assert trio.post(body, server="DiskCache").json()["symbolicatedStacks"][0][0].startswith("sym_")
     replacements = [child for child in diskcache.children() if "diskcache.worker" in " ".join(child.cmdline())]
     assert len(replacements) == 1 and replacements[0].pid != workers[0].pid
+
+
+# -- processing while downloading ----------------------------------------------------------------
+
+
+def generated_module(store_root: Path, name: str, size_mb: float, seed: int) -> tuple[list[str], Any, list[int]]:
+    """A generated module in the store, its reference answers, and offsets of functions from
+    all over it (the first and the last parts of the file among them)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from gen_symfile import generate
+    from reference_rule import ReferenceModule
+
+    debug_id = f"{random.Random(seed).getrandbits(128):032X}1"
+    path = store_root / name / debug_id / f"{name}.sym"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stats = generate(path, size_mb, seed=seed, debug_file=name, debug_id=debug_id, code_file=name + ".dll")
+    end = 0x1000 + stats["funcs"] * 0x1C0
+    rng = random.Random(seed)
+    offsets = sorted([rng.randrange(0x1000, end // 10) for _ in range(20)] +
+                     [rng.randrange(end * 9 // 10, end) for _ in range(20)])
+    return [name, debug_id], ReferenceModule.from_bytes(path.read_bytes()), offsets
+
+
+def v5_functions(trio, module: list[str], offsets: list[int]) -> list[str | None]:
+    body = {"memoryMap": [module], "stacks": [[[0, offset] for offset in offsets]]}
+    frames = trio.post(body, path="/symbolicate/v5", server="DiskCache").json()["results"][0]["stacks"][0]
+    return [frame.get("function") for frame in frames]
+
+
+def test_a_download_cut_off_and_started_again_is_processed_whole(make_trio, symbol_store, store_root):
+    """The worker parses the first attempt as it arrives; it stops halfway (and its bytes are
+    not the file's), so that work is dropped and the second, complete download is processed."""
+    module, reference, offsets = generated_module(store_root, "cutoff.so", 1.5, seed=21)
+    symbol_store.reset()
+    trio = make_trio([symbol_store.url("cutoff/1")], {"DiskCache": {"retries": 1, "retryDelayMs": 1}})
+    expected = [(reference.lookup(offset) or {}).get("function") for offset in offsets]
+    assert any(expected)
+    assert v5_functions(trio, module, offsets) == expected
+    assert symbol_store.count(f"/cutoff/1/cutoff.so/{module[1]}/cutoff.so.sym") == 2
+    assert len(trio.cache_files()) == 1
+    assert list((trio.cache_dir / ".tmp").iterdir()) == []  # nothing of the dropped work is left
+
+
+def test_processing_starts_while_the_download_is_still_arriving(make_trio, symbol_store, store_root):
+    module, reference, offsets = generated_module(store_root, "dripped.so", 0.15, seed=22)
+    symbol_store.reset()
+    trio = make_trio([symbol_store.url("drip/1")])
+    tmp = trio.cache_dir / ".tmp"
+    overlapped, finished = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        while not finished.is_set() and not overlapped.is_set():
+            names = [p.name for p in tmp.iterdir()] if tmp.exists() else []
+            if any(n.endswith(".download") for n in names) and any(n.endswith(".table") for n in names):
+                overlapped.set()
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        answer = v5_functions(trio, module, offsets)
+    finally:
+        finished.set()
+        watcher.join()
+    assert overlapped.is_set(), "the table was not being written while the download arrived"
+    assert answer == [(reference.lookup(offset) or {}).get("function") for offset in offsets]
+
+
+def test_a_slow_download_being_followed_does_not_hold_up_other_modules(make_trio, symbol_store, store_root):
+    """The only worker follows a dripping download; a module that arrives whole meanwhile is
+    processed by an extra worker instead of waiting for that download to end."""
+    slow, _, slow_offsets = generated_module(store_root, "dripslow.so", 0.4, seed=23)
+    quick, reference, offsets = generated_module(store_root, "quick.so", 0.1, seed=24)
+    symbol_store.reset()
+    trio = make_trio([symbol_store.url("drip/2")], {"DiskCache": {"processWorkers": 1}})
+    tmp = trio.cache_dir / ".tmp"
+    slow_answer: list = []
+    asker = threading.Thread(target=lambda: slow_answer.append(v5_functions(trio, slow, slow_offsets[:3])))
+    asker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not any(p.name.endswith(".table") for p in tmp.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the worker is following the slow download
+        # quick.so drips too, but is four times smaller: it arrives whole while the other drips
+        quick_functions = v5_functions(trio, quick, offsets)
+        assert asker.is_alive(), "the slow download ended first; the test proves nothing"
+    finally:
+        asker.join()
+    assert quick_functions == [(reference.lookup(offset) or {}).get("function") for offset in offsets]
+    assert slow_answer and any(slow_answer[0])

@@ -193,3 +193,16 @@ def test_nothing_is_printed(store, capfd):
 def test_symlinks_inside_the_root_still_work(store):
     (store.root / "alias.so").symlink_to(store.root / "lib.so", target_is_directory=True)
     assert get(store, "/plain/alias.so/0123456789ABCDEF0123456789ABCDEF0/lib.so.sym")[::2] == (200, DATA)
+
+
+def test_cutoff_cuts_the_first_n_requests_short_then_serves_whole(store):
+    store.reset()
+    for _ in range(2):
+        connection = connect(store)
+        connection.request("GET", f"/cutoff/2/{SYM}")
+        response = connection.getresponse()
+        with pytest.raises(http.client.IncompleteRead) as error:
+            response.read()
+        assert error.value.partial == DATA[: len(DATA) // 2].upper()
+        connection.close()
+    assert get(store, f"/cutoff/2/{SYM}")[2] == DATA
