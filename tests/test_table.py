@@ -494,3 +494,35 @@ def test_run_edges_follow_the_record_rules(monkeypatch):
                                      "file": "b.cpp", "line": 3, "inlines": []}
     assert answer(table, 0x2050) is None  # the FUNC with a bad parameter is junk; no PUBLIC is nearer
     assert answer(table, 0x3000)["function"] == "after the funcs"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_add_many_builds_the_same_pages_and_columns_as_add(seed):
+    """The batched add (bisection over running totals) against one add per record, with
+    empty values, values larger than a page and batches that start mid-page."""
+    from diskcache.tablewriter import TableWriter
+
+    rng = random.Random(seed)
+    target = tableformat.PAGE_TARGET_BYTES
+    batches = []
+    for _ in range(rng.randrange(1, 6)):
+        sizes = [rng.choice([0, 1, 7, 300, target // 3, target - 1, target, target + 5, 3 * target])
+                 for _ in range(rng.randrange(0, 40))]
+        batches.append([bytes([65 + i % 26]) * size for i, size in enumerate(sizes)])
+
+    def build(batched: bool) -> bytes:
+        sink = io.BytesIO()
+        with TableWriter(sink) as writer:
+            key = 0
+            for values in batches:
+                keys = list(range(key, key + len(values)))
+                key += len(values)
+                if batched:
+                    writer.publics.add_many(keys, values)
+                else:
+                    for k, value in zip(keys, values):
+                        writer.publics.add(k, value)
+            writer.finish({"debug_file": "x"}, {})
+        return sink.getvalue()
+
+    assert build(batched=True) == build(batched=False)
