@@ -482,7 +482,9 @@ class Bench:
         self.big_module = build_module(f"{args.big_mb:g}", args.big_mb, args.seed + 1) if args.big_mb > 0 else None
         self.small_module = build_module("small", SMALL_MODULE_MB, args.seed + 2)
         self.warm_offsets = offsets_inside_funcs(self.main_module, WARM_FRAMES, args.seed)
-        self.cold_offset = offsets_inside_funcs(self.main_module, 1, args.seed + 10)[0]
+        # one offset per repetition, so neither memcached nor SymServer's cache can answer a repeat
+        self.cold_offsets = offsets_inside_funcs(self.main_module, args.repeat, args.seed + 10, distinct=True)
+        self.cold_offset = self.cold_offsets[0]
         self.big_cold_offset = offsets_inside_funcs(self.big_module, 1, args.seed + 11)[0] if self.big_module else None
         self.probe_offsets = offsets_inside_funcs(self.small_module, 20_000, args.seed + 12, distinct=True)
         store_root = self.run_dir / "store"
@@ -500,17 +502,23 @@ class Bench:
 
     def symbolic_baseline(self) -> None:
         offsets_path = self.run_dir / "symbolic-offsets.json"
-        offsets_path.write_text(json.dumps([self.cold_offset, *self.warm_offsets]))
-        result = subprocess.run([sys.executable, str(BENCH / "symbolic_baseline.py"), str(self.main_module["path"]),
-                                 "--offsets", str(offsets_path)], capture_output=True, text=True, timeout=900)
-        if result.returncode != 0:
-            raise RuntimeError(f"symbolic_baseline.py failed: {result.stderr.strip()[-500:]}")
-        figures = json.loads(result.stdout)
+        asked = [*self.cold_offsets, *self.warm_offsets]
+        offsets_path.write_text(json.dumps(asked))
+        runs = []
+        for _ in range(self.args.repeat):  # the median of several runs, as for T_cold
+            result = subprocess.run([sys.executable, str(BENCH / "symbolic_baseline.py"), str(self.main_module["path"]),
+                                     "--offsets", str(offsets_path)], capture_output=True, text=True, timeout=900)
+            if result.returncode != 0:
+                raise RuntimeError(f"symbolic_baseline.py failed: {result.stderr.strip()[-500:]}")
+            runs.append(json.loads(result.stdout))
+        runs.sort(key=lambda run: run["seconds"])
+        figures = runs[len(runs) // 2]
+        figures["samples"] = [round(run["seconds"], 3) for run in runs]
         functions = figures.pop("functions")
-        self.symbolic_functions = dict(zip([self.cold_offset, *self.warm_offsets], functions))
+        self.symbolic_functions = dict(zip(asked, functions))
         figures["symcache_ratio"] = figures["symcache_bytes"] / figures["sym_bytes"]
         self.results["symbolic"] = figures
-        log(f"symbolic: {figures['seconds']:.2f} s (read {figures['read_seconds']:.2f} s), symcache "
+        log(f"symbolic: median {figures['seconds']:.2f} s of {figures['samples']} (read {figures['read_seconds']:.2f} s), symcache "
             f"{figures['symcache_bytes'] / MB:.1f} MB ({figures['symcache_ratio']:.0%} of the .sym), "
             f"peak RSS {figures['peak_rss_bytes'] / MB:.0f} MB")
 
@@ -631,6 +639,28 @@ class Bench:
             f"{memory['peak_largest_child_mb']:.0f} MB, sum {memory['peak_sum_mb']:.0f} MB")
         return figures
 
+    def repeated_cold(self) -> dict[str, Any]:
+        """The main module cold ``--repeat`` times (evicted from the DiskCache in between, a new
+        offset each time): the median time; the worst memory and probe figures of all runs."""
+        runs = []
+        for number, offset in enumerate(self.cold_offsets):
+            if number:
+                evicted = self.session.post(self.diskcache + "/", json={
+                    "debug": True, "action": "cacheEvict", "libName": self.main_module["debug_file"],
+                    "breakpadId": self.main_module["debug_id"]}, timeout=30).json()
+                if evicted != {"success": True}:
+                    raise RuntimeError(f"cacheEvict answered {evicted}")
+            runs.append(self.cold(self.main_module, offset, f"main #{number + 1}", 100 + 2000 * number))
+        by_time = sorted(runs, key=lambda run: run["seconds"])
+        figures = dict(by_time[len(by_time) // 2])
+        figures["samples"] = [round(run["seconds"], 3) for run in runs]
+        figures["correct"] = all(run["correct"] for run in runs)
+        figures["memory"] = max((run["memory"] for run in runs), key=lambda memory: memory["peak_sum_mb"])
+        figures["probe_during"] = max((run["probe_during"] for run in runs),
+                                      key=lambda during: (during["failed"], during["max_ms"] or 0))
+        log(f"cold main: median {figures['seconds']:.2f} s of {figures['samples']}")
+        return figures
+
     def cache_files_of(self, module: dict) -> dict[str, Any]:
         files = [path for path in self.cache_dir.rglob("*") if path.is_file() and ".tmp" not in path.parts]
         mine = [path for path in files if module["debug_id"].lower() in path.name.lower()]
@@ -691,8 +721,7 @@ class Bench:
             if self.phase("start services", self.start_services) is None and "start services" in self.results["errors"]:
                 return self.finish()
             self.phase("process the small module", self.process_small_module)
-            self.results["cold"] = self.phase(f"cold {self.args.size_mb:g} MB",
-                                              lambda: self.cold(self.main_module, self.cold_offset, "main", 100))
+            self.results["cold"] = self.phase(f"cold {self.args.size_mb:g} MB", self.repeated_cold)
             self.results["size"] = self.phase("table size", lambda: self.cache_files_of(self.main_module))
             if self.big_module:
                 self.results["cold_big"] = self.phase(f"cold {self.args.big_mb:g} MB",
@@ -945,6 +974,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated modules and offsets (default 1)")
     parser.add_argument("--keep", action="store_true", help="leave the trio running at the end")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of the cold measurement and of symbolic, whose medians are compared "
+                             "(default 3; single runs vary by 20%% on a shared 2-core machine)")
     parser.add_argument("--symserver-processes", type=int, default=os.cpu_count() or 1,
                         help="SymServer's 'processes' setting (default: one per core, as the README "
                              "advises for throughput)")

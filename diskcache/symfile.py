@@ -22,10 +22,13 @@ CHUNK_BYTES = 1024 * 1024
 U64_LIMIT = 1 << 64
 
 #: A line whose first token is one of these ends the current FUNC's block.
-_KEYWORD = re.compile(rb"\n(FUNC|PUBLIC|FILE|INLINE_ORIGIN|INFO|MODULE|STACK)(?= |\r?\n)")
+KEYWORDS = rb"FUNC|PUBLIC|FILE|INLINE_ORIGIN|INFO|MODULE|STACK"
+#: The next record: a well-formed FUNC line with its fields (groups 1-3: address, size, name;
+#: numbers short enough to be below 2**64), or else any keyword line (group 4: the keyword).
+_NEXT_RECORD = re.compile(
+    rb"\n(?:FUNC (?:m )?([0-9a-fA-F]{1,16}) ([0-9a-fA-F]{1,16}) [0-9a-fA-F]{1,16} ([^\r\n]+)\r?\n"
+    rb"|(" + KEYWORDS + rb")(?= |\r?\n))")
 _NOT_STACK = re.compile(rb"\n(?!STACK(?: |\r?\n))")
-#: A well-formed FUNC line, numbers short enough to be below 2**64.
-_FUNC_LINE = re.compile(rb"FUNC (?:m )?([0-9a-fA-F]{1,16}) ([0-9a-fA-F]{1,16}) [0-9a-fA-F]{1,16} ([^\r\n]+)\r?\n")
 #: Runs of same-keyword records: where a run ends, and its lines in the strict form.
 _RUNS = {
     b"FILE": (re.compile(rb"\n(?!FILE )"), re.compile(rb"^FILE ([0-9]{1,19}) ([^\r\n]*)\r?$", re.M), "files"),
@@ -142,27 +145,28 @@ class _Parser:
         open FUNC's block if one is open, else the buffer's last newline.
         """
         block_start = 1 if self.open_func else -1
-        search = _KEYWORD.search
-        func_line = _FUNC_LINE.match
+        search = _NEXT_RECORD.search
         # FUNCs are gathered here and added in one batch: no call per FUNC.
         func_keys: list[int] = []
         func_values: list[bytes] = []
         func_sizes: list[int] = []
+        add_key, add_value, add_size = func_keys.append, func_values.append, func_sizes.append
+        open_func = self.open_func  # a local in the loop; self.open_func around other calls
         while (match := search(buffer, position)) is not None:
             start = match.start()
-            if self.open_func is not None:
-                address, size, name = self.open_func
-                func_keys.append(address)
-                func_values.append(name + b"\n" + buffer[block_start:start + 1])
-                func_sizes.append(size)
-                self.open_func = None
-            keyword = match.group(1)
-            if keyword == b"FUNC" and (func := func_line(buffer, start + 1)) is not None:
-                # The usual, well-formed FUNC line, without the general path's calls.
-                self.open_func = (int(func[1], 16), int(func[2], 16), func[3])
-                position = func.end() - 1
+            if open_func is not None:
+                add_key(open_func[0])
+                add_value(open_func[2] + b"\n" + buffer[block_start:start + 1])
+                add_size(open_func[1])
+                open_func = None
+            address = match[1]
+            if address is not None:
+                # The usual, well-formed FUNC line, parsed by the search that found it.
+                open_func = (int(address, 16), int(match[2], 16), match[3])
+                position = match.end() - 1
                 block_start = position + 1
                 continue
+            keyword = match[4]
             run = _RUNS.get(keyword)
             if run is not None and (after := self.bulk_run(buffer, start, *run)) is not None:
                 position = after
@@ -171,14 +175,17 @@ class _Parser:
             line = buffer[start + 1:end]
             if line.endswith(b"\r"):
                 line = line[:-1]
+            self.open_func = None
             self.record(keyword, line)
-            if self.open_func is not None:
+            open_func = self.open_func
+            if open_func is not None:
                 block_start = end + 1
                 position = end
             elif keyword == b"STACK":
                 position = _NOT_STACK.search(buffer, end).start()
             else:
                 position = end
+        self.open_func = open_func
         self.writer.funcs.add_many(func_keys, func_values, func_sizes)
         if self.open_func is not None:
             return block_start - 1
