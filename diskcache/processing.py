@@ -24,6 +24,9 @@ from diskcache.lru import discard
 from diskcache.symfile import NotASymbolFile, ProcessStats
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+#: A worker still this big after a file (a fragmented heap) is replaced by a fresh one, so
+#: workers do not grow with every module they have processed.
+RETIRE_MB = 48
 
 
 class ProcessingError(RuntimeError):
@@ -37,12 +40,12 @@ class DownloadAbandoned(ProcessingError):
 class _Worker:
     """One worker process; used by one thread at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, retire_mb: int) -> None:
         environment = dict(os.environ)
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
                                                                  environment.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "diskcache.worker", str(os.getpid())],
+            [sys.executable, "-m", "diskcache.worker", str(os.getpid()), str(retire_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment, cwd=PACKAGE_ROOT)
 
     def alive(self) -> bool:
@@ -76,8 +79,9 @@ class _Worker:
 class Processor:
     """``processWorkers`` worker processes, started with the DiskCache and replaced if one dies."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, retire_mb: int = RETIRE_MB) -> None:
         self._workers = workers
+        self._retire_mb = retire_mb
         # a thread per worker, and one per extra worker (see _process)
         self._threads = ThreadPoolExecutor(2 * workers, thread_name_prefix="processing")
         self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
@@ -97,7 +101,7 @@ class Processor:
             self._idle.put(worker if worker is not None and worker.alive() else self._start())
 
     def _start(self) -> _Worker:
-        worker = _Worker()
+        worker = _Worker(self._retire_mb)
         self._started = [w for w in self._started if w.alive()] + [worker]
         return worker
 
@@ -128,6 +132,9 @@ class Processor:
                 worker = self._start()
             self._busy[request["destination"]] = worker
             reply = worker.call(request)
+            if reply.get("retire") and not extra:  # its heap stayed big: a fresh one takes its place
+                worker.stop()
+                worker = self._start()
         except ProcessingError:
             discard(Path(request["destination"]))
             raise

@@ -1,4 +1,4 @@
-"""A parsing worker process: ``python -m diskcache.worker PARENT_PID``.
+"""A parsing worker process: ``python -m diskcache.worker PARENT_PID [RETIRE_MB]``.
 
 Reads one JSON request per line on stdin (``{"source": ..., "destination": ...}``), turns the
 .sym file into a table, and answers one JSON line on stdout: ``{"stats": {...}}`` or
@@ -38,6 +38,9 @@ def process_file(source: Path, destination: Path) -> ProcessStats:
 
 
 FOLLOW_POLL_SECONDS = 0.005
+#: Without a limit on the command line: a worker whose memory stays above this many MB after
+#: a file (a fragmented heap that malloc_trim cannot give back) asks to be replaced.
+RETIRE_MB = 48
 
 
 class DownloadAbandoned(Exception):
@@ -157,12 +160,23 @@ def _release_memory() -> Callable[[], object]:
     return lambda: trim(0)
 
 
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def main(argv: list[str]) -> int:
     _die_with_parent(int(argv[1]) if len(argv) > 1 else os.getppid())
+    retire_bytes = (int(argv[2]) if len(argv) > 2 else RETIRE_MB) * 1024 * 1024
     release_memory = _release_memory()
     for line in sys.stdin.buffer:
         reply = handle(line)
         release_memory()
+        if _rss_bytes() > retire_bytes:
+            reply["retire"] = True
         sys.stdout.write(json.dumps(reply) + "\n")
         sys.stdout.flush()
     return 0

@@ -401,3 +401,27 @@ def test_a_slow_download_being_followed_does_not_hold_up_other_modules(make_trio
         asker.join()
     assert quick_functions == [(reference.lookup(offset) or {}).get("function") for offset in offsets]
     assert slow_answer and any(slow_answer[0])
+
+
+def test_a_worker_whose_memory_stays_high_is_replaced_after_its_file(tmp_path):
+    """Workers do not keep a fragmented heap forever: one above the limit after a file is
+    replaced by a fresh process (here the limit is 1 MB, so every file retires its worker)."""
+    import asyncio
+
+    from diskcache.processing import Processor
+
+    source = tmp_path / "a.sym"
+    source.write_text("MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 a.so\nFUNC 1000 10 0 f\n")
+    processor = Processor(1, retire_mb=1)
+    try:
+        processor.warm_up()
+        first = processor._started[0]
+
+        async def process_twice() -> list:
+            return [await processor.process(source, tmp_path / f"t{i}.symtab") for i in range(2)]
+
+        stats = asyncio.run(process_twice())
+        assert [s.funcs for s in stats] == [1, 1]
+        assert not first.alive() and len(processor._started) == 1 and processor._started[0] is not first
+    finally:
+        processor.shutdown()
