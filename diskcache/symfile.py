@@ -88,11 +88,12 @@ class _Parser:
         self.code_id: str | None = None
         self.code_file: str | None = None
         self.junk_lines = 0
-        # The FUNC whose block is still open: (address, size, name).
-        self.open_func: tuple[int, int, bytes] | None = None
+        # The FUNC whose block is still open: (address, size, name, where its name starts in
+        # the current buffer, or -1 when its line is not followed by the block there).
+        self.open_func: tuple[int, int, bytes, int] | None = None
 
     def close_func(self, block: bytes) -> None:
-        address, size, name = self.open_func  # type: ignore[misc]
+        address, size, name, _ = self.open_func  # type: ignore[misc]
         self.writer.funcs.add(address, name + b"\n" + block, size)
         self.open_func = None
 
@@ -104,7 +105,7 @@ class _Parser:
             if len(fields) == 4 and fields[3]:
                 address, size, param = _hex(fields[0]), _hex(fields[1]), _hex(fields[2])
                 if address is not None and size is not None and param is not None:
-                    self.open_func = (address, size, fields[3])
+                    self.open_func = (address, size, fields[3], -1)
                     return
         elif keyword == b"PUBLIC":
             fields = _strip_m(rest).split(b" ", 2)
@@ -156,14 +157,19 @@ class _Parser:
             start = match.start()
             if open_func is not None:
                 add_key(open_func[0])
-                add_value(open_func[2] + b"\n" + buffer[block_start:start + 1])
+                if open_func[3] >= 0:  # name, newline and block lie together in the buffer
+                    add_value(buffer[open_func[3]:start + 1])
+                else:
+                    add_value(open_func[2] + b"\n" + buffer[block_start:start + 1])
                 add_size(open_func[1])
                 open_func = None
             address = match[1]
             if address is not None:
                 # The usual, well-formed FUNC line, parsed by the search that found it.
-                open_func = (int(address, 16), int(match[2], 16), match[3])
                 position = match.end() - 1
+                name_end = match.end(3)
+                open_func = (int(address, 16), int(match[2], 16), match[3],
+                             match.start(3) if name_end == position else -1)  # -1: a CR follows
                 block_start = position + 1
                 continue
             keyword = match[4]
@@ -185,6 +191,8 @@ class _Parser:
                 position = _NOT_STACK.search(buffer, end).start()
             else:
                 position = end
+        if open_func is not None and open_func[3] >= 0:
+            open_func = (*open_func[:3], -1)  # the next buffer will not hold its line
         self.open_func = open_func
         self.writer.funcs.add_many(func_keys, func_values, func_sizes)
         if self.open_func is not None:
