@@ -18,7 +18,7 @@ setup(
         "prometheus-client>=0.17",
         "zstandard>=0.22",
     ],
-    extras_require={"test": ["pytest>=7.4", "hypothesis>=6.80"]},
+    extras_require={"test": ["pytest>=7.4", "hypothesis>=6.80"], "bench": ["symbolic>=12"]},
     entry_points={
         "console_scripts": [
             "symserver=symserver.__main__:main",
