@@ -423,9 +423,12 @@ def _is_valid_table(path: Path) -> bool:
 
 def _write_end_marker(path: Path, size: int | None) -> bool:
     """Tell a worker following a download that it is complete (its size) or abandoned."""
+    partial = path.with_name(path.name + ".part")
     try:
-        path.write_text(f"ok {size}" if size is not None else "fail")
+        partial.write_text(f"ok {size}" if size is not None else "fail")
+        partial.replace(path)  # whole or not there: a worker must never read half a marker
     except OSError as error:
+        discard(partial)
         log.warning("cannot write %s: %s", printable(path.name), error)
         return False
     return True

@@ -63,6 +63,8 @@ class FollowingReader:
             text = self.end_marker.read_text()
         except FileNotFoundError:
             return None
+        if not text:  # (the marker is written whole, by a rename; this is only prudence)
+            return None
         if not text.startswith("ok "):
             raise DownloadAbandoned("the download failed or was restarted")
         return int(text.split()[1])

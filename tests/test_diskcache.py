@@ -425,3 +425,20 @@ def test_a_worker_whose_memory_stays_high_is_replaced_after_its_file(tmp_path):
         assert not first.alive() and len(processor._started) == 1 and processor._started[0] is not first
     finally:
         processor.shutdown()
+
+
+def test_a_followed_download_waits_for_a_whole_end_marker(tmp_path):
+    """The end marker may be seen while it is being written (empty): that is not a failure."""
+    from diskcache.worker import DownloadAbandoned, FollowingReader
+
+    source, marker = tmp_path / "x.download", tmp_path / "x.download.end"
+    source.write_bytes(b"MODULE data\n")
+    marker.write_text("")
+    reader = FollowingReader(source, marker, timeout_seconds=10)
+    assert reader.read(1 << 20) == b"MODULE data\n"
+    threading.Timer(0.1, lambda: marker.write_text("ok 12")).start()
+    assert reader.read(1 << 20) == b""  # waited for the marker, then the end
+    reader.close()
+    marker.write_text("fail")
+    with pytest.raises(DownloadAbandoned):
+        FollowingReader(tmp_path / "never.download", marker, timeout_seconds=10).read(10)
