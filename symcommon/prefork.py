@@ -88,7 +88,7 @@ def run_processes(count: int, port: int, child_main: ChildMain, pidfile: Path | 
 
     def start_child() -> None:
         pid = os.fork()
-        if pid == 0:  # the child: log through the queue, serve, and never return into the parent's code
+        if pid == 0:  # the child: serve, and never return into the parent's code
             code = 1
             try:
                 _die_with_parent()
@@ -100,6 +100,8 @@ def run_processes(count: int, port: int, child_main: ChildMain, pidfile: Path | 
                     appender.setFormatter(handler.formatter)
                     root.addHandler(appender)
                 code = child_main(tornado.netutil.bind_sockets(port, reuse_port=True))
+            except BaseException:  # noqa: BLE001 - logged here: os._exit below would hide it
+                log.exception("server process %d failed", os.getpid())
             finally:
                 logging.shutdown()
                 os._exit(code)
