@@ -130,11 +130,13 @@ class SymbolProvider:
         self._open[module] = table
         self._open.move_to_end(module)
         if len(self._open) > OPEN_TABLES:
-            self._open.popitem(last=False)
+            self._open.popitem(last=False)[1].release_caches()
 
     def _forget_open(self, entry: CacheEntry) -> None:
         if entry.kind == TABLE:
-            self._open.pop(entry.module, None)
+            table = self._open.pop(entry.module, None)
+            if table is not None:
+                table.release_caches()
 
     async def _once(self, key: Any, make: Callable[[], Awaitable[Any]]) -> Any:
         """Run ``make`` once for concurrent callers with the same key; all get its result.
@@ -176,9 +178,11 @@ class SymbolProvider:
             return known[2]
         table = await self._process_to_table(path, module, keep=False)
         if table is not None:
+            if known is not None:
+                known[2].release_caches()  # the rebuilt file's old table
             self._local[path] = (stat.st_mtime_ns, stat.st_size, table)
             if len(self._local) > LOCAL_TABLES:
-                self._local.popitem(last=False)
+                self._local.popitem(last=False)[1][2].release_caches()
         return table
 
     async def _process_to_table(self, source: Path, module: ModuleId, keep: bool,

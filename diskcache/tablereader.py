@@ -21,7 +21,7 @@ from diskcache import tableformat as fmt
 from diskcache.symfile import FuncBlock, parse_func_block
 from symcommon.frames import FrameInfo, InlineFrame
 
-PAGE_CACHE_SIZE = 64
+PAGE_CACHE_SIZE = 16  # inflated 64 KiB pages kept per sorted table: at most 1 MB
 _tokens = itertools.count(1)
 BLOCK_CACHE_SIZE = 512
 
@@ -104,6 +104,17 @@ class SymbolTable:
         self._block = lru_cache(maxsize=BLOCK_CACHE_SIZE)(self._parse_block)
         self._file_name = lru_cache(maxsize=4096)(self._lookup_name_in(self._files))
         self._origin_name = lru_cache(maxsize=4096)(self._lookup_name_in(self._origins))
+
+    def release_caches(self) -> None:
+        """Drop the inflated pages and parsed blocks now, when the table is let go.
+
+        The caches are bound methods of the table, so a table is a reference cycle that only
+        the cyclic GC frees; without this, a DiskCache fetching many modules held their
+        pages until it ran.  Lookups still in flight keep working (they inflate again).
+        """
+        for cache in (self._block, self._file_name, self._origin_name, *(table._page for table in
+                      (self._funcs, self._publics, self._files, self._origins))):
+            cache.cache_clear()
 
     @classmethod
     def open(cls, path: Path) -> SymbolTable:

@@ -528,3 +528,12 @@ def test_add_many_builds_the_same_pages_and_columns_as_add(seed):
         return sink.getvalue()
 
     assert build(batched=True) == build(batched=False)
+
+
+def test_released_caches_are_empty_and_lookups_still_work():
+    table = build(WORKED_EXAMPLE)
+    before = answer(table, 0x7A7B)
+    assert table._funcs._page.cache_info().currsize > 0 and table._block.cache_info().currsize > 0
+    table.release_caches()
+    assert table._funcs._page.cache_info().currsize == 0 and table._block.cache_info().currsize == 0
+    assert answer(table, 0x7A7B) == before
