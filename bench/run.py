@@ -463,8 +463,9 @@ class Bench:
         return value
 
     def quickstart(self, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
-        command = [sys.executable, str(REPO / "quickstart.py"), "--pidDir", str(self.pid_dir), *arguments]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=180, cwd=self.run_dir)
+        from harness import run_quickstart
+
+        result = run_quickstart(self.pid_dir, *arguments, cwd=self.run_dir, timeout=180)
         if check and result.returncode != 0:
             raise RuntimeError(f"quickstart {' '.join(arguments)} failed ({result.returncode}): "
                                f"{result.stdout.strip()} {result.stderr.strip()}")

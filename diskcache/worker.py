@@ -18,16 +18,16 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 from diskcache.lru import discard
 from diskcache.symfile import NotASymbolFile, ProcessStats, process_symbol_file
 
 
-def process_file(source: Path, destination: Path) -> ProcessStats:
-    """Parse ``source`` into a complete, synced table file at ``destination`` (or no file)."""
+def _write_table(text: BinaryIO, destination: Path) -> ProcessStats:
+    """Parse ``text`` into a complete, synced table file at ``destination`` (or no file)."""
     try:
-        with open(source, "rb") as text, open(destination, "w+b") as table:
+        with open(destination, "w+b") as table:
             stats = process_symbol_file(text, table)
             table.flush()
             os.fsync(table.fileno())
@@ -35,6 +35,12 @@ def process_file(source: Path, destination: Path) -> ProcessStats:
     except BaseException:
         discard(destination)
         raise
+
+
+def process_file(source: Path, destination: Path) -> ProcessStats:
+    """Process a complete .sym file."""
+    with open(source, "rb") as text:
+        return _write_table(text, destination)
 
 
 FOLLOW_POLL_SECONDS = 0.005
@@ -106,14 +112,7 @@ def process_download(source: Path, end_marker: Path, destination: Path, timeout_
     """:func:`process_file` for a download still being written (see the module docstring)."""
     reader = FollowingReader(source, end_marker, timeout_seconds)
     try:
-        with open(destination, "w+b") as table:
-            stats = process_symbol_file(reader, table)  # type: ignore[arg-type]
-            table.flush()
-            os.fsync(table.fileno())
-        return stats
-    except BaseException:
-        discard(destination)
-        raise
+        return _write_table(reader, destination)  # type: ignore[arg-type]
     finally:
         reader.close()
 

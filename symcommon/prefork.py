@@ -48,6 +48,9 @@ class SharedState:
     """
 
     SLOTS = 8
+    # Every slot in use is named here, so that two users can never share one by accident.
+    OUTPUT_CACHE_HITS = 0  # SymServer's debug flag outputCacheHits
+    FRAME_CACHE_CLEARS = 1  # how many times a process asked the others to clear their frame caches
     _INT = struct.Struct("<q")
 
     def __init__(self) -> None:

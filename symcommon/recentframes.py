@@ -11,9 +11,6 @@ from typing import Any
 
 from symcommon.prefork import SharedState
 
-CLEARS_SLOT = 1  # in SharedState: how many times a process asked the others to clear
-
-
 class RecentFrames:
     """An in-process cache of recently answered frames with a time limit; 0 entries disables it.
 
@@ -39,9 +36,11 @@ class RecentFrames:
         """The fresh entries among ``keys``."""
         if not self.max_entries:
             return {}
-        if self._shared is not None and self._shared.get(CLEARS_SLOT) != self._clears_seen:
-            self._clears_seen = self._shared.get(CLEARS_SLOT)  # another process evicted a frame
-            self._young, self._old = {}, {}
+        if self._shared is not None:
+            clears = self._shared.get(SharedState.FRAME_CACHE_CLEARS)
+            if clears != self._clears_seen:  # another process evicted a frame
+                self._clears_seen = clears
+                self._young, self._old = {}, {}
         now = time.monotonic()
         young, old = self._young, self._old
         found = {}
@@ -78,4 +77,4 @@ class RecentFrames:
         self._young.pop(key, None)
         self._old.pop(key, None)
         if self._shared is not None:
-            self._clears_seen = self._shared.increment(CLEARS_SLOT)
+            self._clears_seen = self._shared.increment(SharedState.FRAME_CACHE_CLEARS)

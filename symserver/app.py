@@ -20,18 +20,16 @@ from symserver.symbolicate import Outcome, Symbolicator, frame_key_of
 class SymServerState:
     """What the debug protocol can change at run time, seen by every server process."""
 
-    OUTPUT_CACHE_HITS_SLOT = 0
-
     def __init__(self, shared: SharedState) -> None:
         self._shared = shared
 
     @property
     def output_cache_hits(self) -> bool:
-        return bool(self._shared.get(self.OUTPUT_CACHE_HITS_SLOT))
+        return bool(self._shared.get(SharedState.OUTPUT_CACHE_HITS))
 
     @output_cache_hits.setter
     def output_cache_hits(self, enabled: bool) -> None:
-        self._shared.set(self.OUTPUT_CACHE_HITS_SLOT, int(enabled))
+        self._shared.set(SharedState.OUTPUT_CACHE_HITS, int(enabled))
 
 
 class SymServerHandler(JsonHandler):

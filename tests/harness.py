@@ -79,8 +79,7 @@ class Trio:
         self.session = requests.Session()
 
     def quickstart(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        command = [sys.executable, str(REPO / "quickstart.py"), "--pidDir", str(self.pid_dir), *args]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=self.workdir)
+        result = run_quickstart(self.pid_dir, *args, cwd=self.workdir)
         if check and result.returncode != 0:
             raise AssertionError(f"quickstart {' '.join(args)} failed ({result.returncode}):\n"
                                  f"{result.stdout}\n{result.stderr}\n{self.logs()}")
@@ -149,6 +148,13 @@ class Trio:
         if not self.cache_dir.exists():
             return []
         return sorted(p.name for p in self.cache_dir.iterdir() if p.name != ".tmp")
+
+
+def run_quickstart(pid_dir: Path, *args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """quickstart.py with its own pid directory, output captured: how tests and benches drive
+    their trios without touching one that is already running."""
+    return subprocess.run([sys.executable, str(REPO / "quickstart.py"), "--pidDir", str(pid_dir), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def sample_request(version: int = 4) -> dict:
