@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from symcommon.config import ConfigError, add_config_arguments, load_config
+from symcommon.config import ConfigError, add_config_arguments, connect_host, load_config
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PID_DIR = HERE / "pids"
@@ -185,9 +186,9 @@ def start_server(program: Program, config: dict, pid_dir: Path) -> subprocess.Po
             env=environment, start_new_session=True)
 
 
-def server_answers(port: int) -> bool:
+def server_answers(base_url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/__lbheartbeat__", timeout=2) as reply:
+        with urllib.request.urlopen(f"{base_url}/__lbheartbeat__", timeout=2) as reply:
             return reply.status == 200
     except OSError:
         return False
@@ -240,18 +241,19 @@ def start_all(config: dict, pid_dir: Path, timeout: float) -> None:
             say(f"memcached answers on {host}:{settings['port']} "
                 f"(pid {running_process(program, pid_dir).pid})")
         else:
-            port = config[program.name]["port"]
-            log_path = Path(config[program.name]["log"]["path"])
+            section = config[program.name]
+            base_url = f"http://{connect_host(section['listenAddress'])}:{section['port']}"
+            log_path = Path(section["log"]["path"])
             process = start_server(program, config, pid_dir)
             where = f"{log_path} and {log_path}.stderr"
             try:
-                wait_until(lambda: server_answers(port), process, program, pid_dir, timeout, where)
+                wait_until(lambda: server_answers(base_url), process, program, pid_dir, timeout, where)
             except StartError:
                 details = tail(Path(f"{log_path}.stderr")) or tail(log_path)
                 if details:
                     print(details, file=sys.stderr)
                 raise
-            say(f"{program.name} answers at http://127.0.0.1:{port}/ (pid {process.pid}, log {log_path})")
+            say(f"{program.name} answers at {base_url}/ (pid {process.pid}, log {log_path})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="serve this symbols directory (e.g. the output of ./mach buildsymbols) "
                              "with no download URLs and no memcached, so rebuilt symbols show at "
                              "once; no config file needed; may be repeated")
-    parser.add_argument("--port", type=int, help="SymServer's port (default 8080)")
+    parser.add_argument("--port", type=int, help="SymServer's port (overrides SymServer.port, default 8080)")
+    parser.add_argument("--diskcachePort", type=int, metavar="PORT",
+                        help="the DiskCache's port (overrides DiskCache.port, default 8888; SymServer "
+                             "follows it unless SymServer.DiskCacheServer is given)")
     args = parser.parse_args(argv)
     pid_dir = args.pidDir.resolve()
     pid_dir.mkdir(parents=True, exist_ok=True)
@@ -290,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                      "quickstart": {"memcached": {"start": False}}}
     if args.port is not None:
         overrides.setdefault("SymServer", {})["port"] = args.port
+    if args.diskcachePort is not None:
+        overrides.setdefault("DiskCache", {})["port"] = args.diskcachePort
     try:
         config = load_config(path=args.config, json_text=args.configJSON, overrides=overrides)
     except ConfigError as error:
@@ -301,20 +308,36 @@ def main(argv: list[str] | None = None) -> int:
         say(f"error: {error}")
         return 1
     if args.symbols:
-        print(profiler_instructions(config["SymServer"]["port"], args.symbols), flush=True)
+        print(profiler_instructions(config["SymServer"], args.symbols, pid_dir), flush=True)
+    else:
+        say(f"stop with: {stop_command(pid_dir)}")
     return 0
 
 
-def profiler_instructions(port: int, directories: list[Path]) -> str:
+def stop_command(pid_dir: Path) -> str:
+    """The command that stops what this run started: it must name the same pid directory,
+    or it would look for (and stop) the programs of the default one."""
+    script = Path(__file__).resolve()
+    try:
+        shown = script.relative_to(Path.cwd())
+    except ValueError:
+        shown = script
+    words = ["python", str(shown)]
+    if pid_dir != DEFAULT_PID_DIR.resolve():
+        words += ["--pidDir", str(pid_dir)]
+    return shlex.join([*words, "--stop"])
+
+
+def profiler_instructions(section: dict, directories: list[Path], pid_dir: Path) -> str:
     """What to tell the Firefox Profiler, which calls <symbolServer>/symbolicate/v5."""
-    server = f"http://127.0.0.1:{port}"
+    server = f"http://{connect_host(section['listenAddress'])}:{section['port']}"
     encoded = urllib.parse.quote(server, safe="")
     serving = ", ".join(str(d.resolve()) for d in directories)
     return (f"\nServing symbols from {serving}\n"
             f"Symbol server URL for the Firefox Profiler: {server}\n"
             f"Add it to the profiler's URL as ?symbolServer={encoded}, e.g.\n"
             f"  https://profiler.firefox.com/from-url/<encoded profile URL>/?symbolServer={encoded}\n"
-            f"Stop with: python {Path(__file__).name} --stop")
+            f"Stop with: {stop_command(pid_dir)}")
 
 
 if __name__ == "__main__":

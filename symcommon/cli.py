@@ -44,7 +44,7 @@ def server_main(argv: list[str] | None, *, prog: str, section: str, description:
         if processes > 1:
             return run_processes(processes, config[section]["port"],
                                  lambda sockets: _serve_child(run, config, shared, sockets), args.pidfile,
-                                 write_pidfile)
+                                 write_pidfile, address=config[section]["listenAddress"])
         asyncio.run(run(config, args.pidfile, shared))
     except OSError as error:
         logging.getLogger(prog).critical("cannot start: %s", error)

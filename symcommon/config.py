@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ def _log_defaults(name: str) -> dict[str, Any]:
 DEFAULTS: Config = {
     "DiskCache": {
         "cachePath": "cache",
+        # Only SymServer needs to reach it: private unless told otherwise.
+        "listenAddress": "127.0.0.1",
         "localSymbolDirs": [],
         "maxSizeMB": 2048,
         "port": 8888,
@@ -42,6 +45,7 @@ DEFAULTS: Config = {
     },
     "SymServer": {
         "port": 8080,
+        "listenAddress": "",  # every address, as the original: the public API
         "memcachedServers": ["127.0.0.1:11211"],
         "DiskCacheServer": "127.0.0.1:8888",
         "maxJobsPerRequest": 10,
@@ -72,6 +76,8 @@ DEFAULTS: Config = {
 PATH_KEYS = {("DiskCache", "cachePath"), ("DiskCache", "localSymbolDirs"),
              ("DiskCache", "log", "path"), ("SymServer", "log", "path")}
 PORT_KEYS = {"port"}
+#: The servers' own listen addresses (memcached's, under quickstart, goes to memcached as it is).
+LISTEN_ADDRESS_KEYS = {"DiskCache.listenAddress", "SymServer.listenAddress"}
 POSITIVE_KEYS = {"maxSizeMB", "maxFiles", "maxFileSizeMB", "processWorkers", "maxJobsPerRequest", "processes",
                  "maxRequestMB", "maxFramesPerRequest", "maxModulesPerRequest"}
 
@@ -101,6 +107,8 @@ def _check(value: Any, default: Any, key: str) -> Any:
         raise ConfigError(f"{key} must be {_type_name(default)}, got {value!r}")
     if isinstance(default, list) and not all(isinstance(item, str) for item in value):
         raise ConfigError(f"{key} must be a list of strings, got {value!r}")
+    if key in LISTEN_ADDRESS_KEYS:
+        _check_listen_address(value, key)
     if name in PORT_KEYS and not 1 <= value <= 65535:
         raise ConfigError(f"{key} must be a port number (1-65535), got {value}")
     if name in POSITIVE_KEYS and value < 1:
@@ -108,6 +116,28 @@ def _check(value: Any, default: Any, key: str) -> Any:
     if type(value) is int and value < 0:
         raise ConfigError(f"{key} must not be negative, got {value}")
     return copy.deepcopy(value)
+
+
+def _check_listen_address(value: str, key: str) -> None:
+    """An IP address literal, or "" for every address: a name would be resolved at bind time
+    to whatever it means then, and a port or URL here is a mistake worth naming at once."""
+    if value == "":
+        return
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(f"{key} must be an IP address such as \"127.0.0.1\" or \"::1\", "
+                          f"or \"\" for every address, got {value!r}") from None
+
+
+def connect_host(listen_address: str) -> str:
+    """Where a client on this machine reaches a server listening on ``listen_address``, as
+    the host part of a URL (IPv6 in brackets)."""
+    if listen_address in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if listen_address == "::":
+        return "[::1]"
+    return f"[{listen_address}]" if ":" in listen_address else listen_address
 
 
 def _merge(defaults: Config, given: Config, prefix: str = "") -> Config:
@@ -160,7 +190,8 @@ def load_config(path: str | Path | None = None, json_text: str | None = None,
         config = _overlay(config, checked, given)
     if not any("DiskCacheServer" in given.get("SymServer", {}) for given, _ in layers):
         # Unless told otherwise, SymServer talks to the DiskCache this config describes.
-        config["SymServer"]["DiskCacheServer"] = f"127.0.0.1:{config['DiskCache']['port']}"
+        host = connect_host(config["DiskCache"]["listenAddress"])
+        config["SymServer"]["DiskCacheServer"] = f"{host}:{config['DiskCache']['port']}"
     return config
 
 

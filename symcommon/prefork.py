@@ -79,10 +79,10 @@ def _die_with_parent() -> None:
 
 
 def run_processes(count: int, port: int, child_main: ChildMain, pidfile: Path | None,
-                  write_pidfile: Callable[[Path], None]) -> int:
+                  write_pidfile: Callable[[Path], None], address: str = "") -> int:
     """Run ``child_main(sockets)`` in ``count`` forked children, each with its own listening
-    socket on ``port``, until signalled."""
-    for probe in tornado.netutil.bind_sockets(port, reuse_port=True):
+    sockets on ``address``:``port`` ("" for every address), until signalled."""
+    for probe in tornado.netutil.bind_sockets(port, address, reuse_port=True):
         probe.close()  # the port is free (else raise now); not kept: it would get connections
     root = logging.getLogger()
     rotating = [h for h in root.handlers if isinstance(h, logging.handlers.RotatingFileHandler)]
@@ -102,7 +102,7 @@ def run_processes(count: int, port: int, child_main: ChildMain, pidfile: Path | 
                     appender = logging.handlers.WatchedFileHandler(handler.baseFilename, encoding="utf-8")
                     appender.setFormatter(handler.formatter)
                     root.addHandler(appender)
-                code = child_main(tornado.netutil.bind_sockets(port, reuse_port=True))
+                code = child_main(tornado.netutil.bind_sockets(port, address, reuse_port=True))
             except BaseException:  # noqa: BLE001 - logged here: os._exit below would hide it
                 log.exception("server process %d failed", os.getpid())
             finally:
@@ -125,7 +125,8 @@ def run_processes(count: int, port: int, child_main: ChildMain, pidfile: Path | 
     signal.signal(signal.SIGINT, stop)
     if pidfile is not None:
         write_pidfile(pidfile)
-    log.info("supervising %d server processes on port %d (pid %d)", count, port, os.getpid())
+    log.info("supervising %d server processes on %s port %d (pid %d)", count,
+             address or "every address", port, os.getpid())
     try:
         while children:
             try:

@@ -283,18 +283,20 @@ def write_pidfile(path: Path) -> None:
 async def serve(app: tornado.web.Application, port: int, *, name: str,
                 pidfile: Path | None = None,
                 on_stop: Callable[[], Awaitable[None]] | None = None,
-                drain_seconds: float = 20.0, sockets: list | None = None) -> None:
+                drain_seconds: float = 20.0, sockets: list | None = None,
+                address: str = "") -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting, let requests in flight finish, exit.
 
-    ``sockets``: already listening sockets (one of several processes on the port).
+    ``sockets``: already listening sockets (one of several processes on the port); else
+    listen on ``address`` ("" for every address) and ``port``.
     """
     # Handlers enforce the configured body limit themselves, with a JSON 413.
     server = tornado.httpserver.HTTPServer(app, xheaders=False, max_body_size=1 << 40)
     if sockets is not None:
         server.add_sockets(sockets)
     else:
-        server.listen(port)
-    log.info("%s listening on port %d (pid %d)", name, port, os.getpid())
+        server.listen(port, address)
+    log.info("%s listening on %s port %d (pid %d)", name, address or "every address", port, os.getpid())
     if pidfile is not None:
         write_pidfile(pidfile)
     stopping = asyncio.Event()

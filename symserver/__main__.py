@@ -34,7 +34,8 @@ async def run(config: dict, pidfile: Path | None, shared: SharedState | None = N
         frames.close()
 
     await serve(make_app(section, symbolicator, shared), section["port"],
-                name="SymServer", pidfile=pidfile, on_stop=stop, sockets=sockets)
+                name="SymServer", pidfile=pidfile, on_stop=stop, sockets=sockets,
+                address=section["listenAddress"])
 
 
 def main(argv: list[str] | None = None) -> int:

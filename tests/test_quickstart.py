@@ -177,10 +177,10 @@ def test_command_line_beats_file_beats_defaults(tmp_path):
 
 
 @pytest.mark.parametrize("program,options", [
-    ("quickstart", ["--stop", "--pidDir", "--timeout", "-c", "--configJSON"]),
+    ("quickstart", ["--stop", "--pidDir", "--timeout", "-c", "--configJSON", "--port", "--diskcachePort"]),
     ("diskcache", ["--port", "--cachePath", "--maxSizeMB", "--symbolURLs", "--localSymbolDirs",
-                   "--logLevel", "--logPath", "--pidfile", "--retries"]),
-    ("symserver", ["--port", "--memcachedServers", "--DiskCacheServer", "--logLevel", "--pidfile"]),
+                   "--logLevel", "--logPath", "--pidfile", "--retries", "--listenAddress"]),
+    ("symserver", ["--port", "--memcachedServers", "--DiskCacheServer", "--logLevel", "--pidfile", "--listenAddress"]),
 ])
 def test_help_lists_the_options(program, options):
     command = [sys.executable, str(REPO / "quickstart.py")] if program == "quickstart" else \
@@ -255,6 +255,12 @@ def test_diskcache_server_follows_the_diskcache_port_unless_given():
     given = load_config(json_text='{"DiskCache": {"port": 9123}, "SymServer": {"DiskCacheServer": "cache.internal:80"}}')
     assert given["SymServer"]["DiskCacheServer"] == "cache.internal:80"
     assert load_config()["SymServer"]["DiskCacheServer"] == "127.0.0.1:8888"
+    for listen, reached in (("", "127.0.0.1:8888"), ("0.0.0.0", "127.0.0.1:8888"), ("10.1.2.3", "10.1.2.3:8888"),
+                            ("::", "[::1]:8888"), ("::1", "[::1]:8888")):
+        given = load_config(json_text=json.dumps({"DiskCache": {"listenAddress": listen}}))
+        assert given["SymServer"]["DiskCacheServer"] == reached
+    assert load_config()["SymServer"]["listenAddress"] == ""  # public, as the original
+    assert load_config()["DiskCache"]["listenAddress"] == "127.0.0.1"  # private
 
 
 def test_memcached_port_taken_by_another_program_is_explained(make_trio, symbol_store):
@@ -271,3 +277,68 @@ def test_memcached_port_taken_by_another_program_is_explained(make_trio, symbol_
     finally:
         other.kill()
         other.wait()
+
+
+def listening_addresses(pid: int, port: int) -> set[str]:
+    """The addresses a process (and its server children) listens on at ``port``, read from
+    the kernel's socket table: nothing is sent to any interface."""
+    import psutil
+
+    process = psutil.Process(pid)
+    addresses = set()
+    for member in [process, *process.children(recursive=True)]:
+        for connection in member.net_connections(kind="tcp"):
+            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
+                addresses.add(connection.laddr.ip)
+    return addresses
+
+
+def test_a_local_build_on_chosen_ports_says_how_to_stop_it(tmp_path):
+    symbols = tmp_path / "symbols"
+    sym = symbols / "libxul.so" / "0123456789ABCDEF0123456789ABCDEF0" / "libxul.so.sym"
+    sym.parent.mkdir(parents=True)
+    sym.write_text("MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 libxul.so\nFUNC 1000 100 0 chosen\n")
+    port, diskcache_port = free_port(), free_port()
+    pid_dir = tmp_path / "my pids"
+    result = quickstart("--symbols", str(symbols), "--port", str(port), "--diskcachePort", str(diskcache_port),
+                        "--pidDir", str(pid_dir), cwd=tmp_path)  # no config: logs and cache land in cwd
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        for server_port in (port, diskcache_port):
+            assert requests.get(f"http://127.0.0.1:{server_port}/__lbheartbeat__", timeout=10).status_code == 200
+        body = {"memoryMap": [["libxul.so", "0123456789ABCDEF0123456789ABCDEF0"]], "stacks": [[[0, 0x1010]]]}
+        answer = requests.post(f"http://127.0.0.1:{port}/symbolicate/v5", json=body, timeout=30).json()
+        assert answer["results"][0]["stacks"][0][0]["function"] == "chosen"
+        stop_lines = [line for line in result.stdout.splitlines() if "--stop" in line]
+        assert stop_lines and all("--pidDir" in line and str(pid_dir) in line for line in stop_lines)
+        pids = {name: int((pid_dir / f"{name}.pid").read_text()) for name in ("DiskCache", "SymServer")}
+        # The DiskCache is private by default; SymServer listens on every address, as the original.
+        assert listening_addresses(pids["DiskCache"], diskcache_port) == {"127.0.0.1"}
+        assert "0.0.0.0" in listening_addresses(pids["SymServer"], port)
+        assert "127.0.0.1" not in listening_addresses(pids["SymServer"], port)
+    finally:
+        stop_command = quickstart("--stop", "--pidDir", str(pid_dir))
+    assert stop_command.returncode == 0
+    assert not list(pid_dir.glob("*.pid"))
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_symserver_listens_where_listen_address_says(make_trio, symbol_store, processes):
+    trio = make_trio([symbol_store.url("plain")], {"SymServer": {"listenAddress": "127.0.0.1",
+                                                                 "processes": processes}})
+    assert requests.get(trio.url("SymServer", "/__lbheartbeat__"), timeout=10).status_code == 200
+    assert listening_addresses(trio.pid("SymServer"), trio.symserver_port) == {"127.0.0.1"}
+    assert listening_addresses(trio.pid("DiskCache"), trio.diskcache_port) == {"127.0.0.1"}
+
+
+@pytest.mark.parametrize("address", ["not an address", "127.0.0.1:8080", "999.1.1.1", "http://127.0.0.1"])
+def test_a_bad_listen_address_is_a_config_error(tmp_path, address):
+    for section, module in (("SymServer", "symserver"), ("DiskCache", "diskcache")):
+        given = json.dumps({section: {"listenAddress": address}})
+        result = quickstart("--configJSON", given, "--pidDir", str(tmp_path / "pids"))
+        assert result.returncode == 2
+        assert f"{section}.listenAddress" in result.stdout and "IP address" in result.stdout
+        server = subprocess.run([sys.executable, "-m", module, "--listenAddress", address], capture_output=True,
+                                text=True, timeout=60, cwd=tmp_path)
+        assert server.returncode == 2
+        assert f"{section}.listenAddress" in server.stderr
