@@ -20,10 +20,19 @@ from tornado.httputil import responses
 from symcommon import jsonio
 from symcommon.logs import printable
 from symcommon.metrics import record_request
-from symcommon.requests import DebugRequest, Job, Limits, RequestError, parse_debug, parse_v4
+from symcommon.requests import (DebugRequest, Job, Limits, RequestError, check_body_counts, parse_debug,
+                                parse_v4)
 
 log = logging.getLogger("http")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# A CORS preflight's Access-Control-Request-Headers: header names (RFC 9110 tokens) separated
+# by commas. Anything else is not echoed back into our answer.
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_HEADER_NAME_LIST = re.compile(rf"{_TOKEN}(?:[ \t]*,[ \t]*{_TOKEN})*")
+_MAX_REQUEST_HEADERS_CHARS = 2000
+# What a preflight allows when the browser's list is missing or malformed: our own headers
+# and the one the Firefox Profiler sets.
+SAFE_REQUEST_HEADERS = "Content-Type, Debug, X-Request-Id, User-Agent"
 
 
 class ApiError(Exception):
@@ -49,9 +58,11 @@ class JsonHandler(tornado.web.RequestHandler):
     _body_read = False
 
     def set_default_headers(self) -> None:
-        # Browsers (the Firefox Profiler) call the API from other origins.
-        self.set_header("Access-Control-Allow-Origin", "*")
-        self.set_header("Access-Control-Expose-Headers", "X-Request-Id")
+        # Browsers (the Firefox Profiler) call SymServer's API from other origins. The
+        # DiskCache is no browser API: it sends no CORS headers, so pages cannot read it.
+        if self.settings.get("cors"):
+            self.set_header("Access-Control-Allow-Origin", "*")
+            self.set_header("Access-Control-Expose-Headers", "X-Request-Id")
 
     def prepare(self) -> None:
         self.application.settings.setdefault("active_requests", [0])[0] += 1
@@ -93,8 +104,12 @@ class JsonHandler(tornado.web.RequestHandler):
         self._body_read = True
         if self._body_too_large:
             raise ApiError(413, self._too_large_message())
+        body = b"".join(self._chunks)
+        self._chunks = []  # one copy of a big body is enough
+        # Counted before decoding: decoding cannot be interrupted or moved off the loop.
+        check_body_counts(body, self.settings["limits"])
         try:
-            return jsonio.loads(b"".join(self._chunks))
+            return jsonio.loads(body)
         except jsonio.JsonError as error:
             raise ApiError(400, str(error)) from None
 
@@ -141,12 +156,35 @@ class JsonHandler(tornado.web.RequestHandler):
         return headers.get("Content-Length", "0") not in ("", "0") or "Transfer-Encoding" in headers
 
     def options(self, *args: Any) -> None:
-        """CORS preflight: any origin may POST JSON, with our own headers."""
+        """CORS preflight: any origin may POST, with whatever request headers it asks for.
+
+        The asked-for list is echoed back rather than answered with ``*``: a wildcard is not
+        understood by older browsers and never covers ``Authorization``, while an echo of a
+        well-formed list works in every browser (Firefox asks for ``user-agent``, which the
+        Firefox Profiler sets). Our answers never depend on credentials, so nothing is lost.
+        """
+        if not self.settings.get("cors"):
+            raise ApiError(405, "OPTIONS: this server answers no CORS preflights (it is no browser API)")
+        asked = self.request.headers.get("Access-Control-Request-Headers", "").strip()
+        well_formed = len(asked) <= _MAX_REQUEST_HEADERS_CHARS and _HEADER_NAME_LIST.fullmatch(asked)
         self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-        self.set_header("Access-Control-Allow-Headers", "Content-Type, Debug, X-Request-Id")
+        self.set_header("Access-Control-Allow-Headers", asked if well_formed else SAFE_REQUEST_HEADERS)
         self.set_header("Access-Control-Max-Age", "86400")
+        # The answer depends on that request header: caches must not give one to another.
+        self.set_header("Vary", "Access-Control-Request-Headers")
         self.set_status(204)
         self.finish()
+
+    def refuse_web_pages(self) -> None:
+        """Debug requests change the servers' state, so a web page must not be able to send
+        them. A browser adds ``Origin`` to every cross-origin POST (and to form posts), and
+        without a preflight it can only send text/plain, form or multipart bodies; demanding
+        no ``Origin`` and ``Content-Type: application/json`` shuts every page out."""
+        if "Origin" in self.request.headers:
+            raise ApiError(403, "debug requests are refused from web pages (the request has an Origin header)")
+        media_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise ApiError(403, "debug requests must be sent with Content-Type: application/json")
 
 
 class OriginalProtocolHandler(JsonHandler):
@@ -165,6 +203,7 @@ class OriginalProtocolHandler(JsonHandler):
             if not self.settings["debug_protocol"]:
                 raise ApiError(403, "the debug protocol is disabled on this server (debugProtocol: false)")
             self.require_loopback()
+            self.refuse_web_pages()
             self.write_json(await self.debug_action(debug))
             return
         version, job = parse_v4(body, self.default_version, self.settings["limits"])
@@ -234,9 +273,11 @@ def _source_commit() -> str | None:
 
 
 def protocol_application(section: dict[str, Any], v4: type, v5: type, heartbeat: type,
-                         extra_routes: list[tuple] = (), **settings: Any) -> tornado.web.Application:
+                         extra_routes: list[tuple] = (), cors: bool = False,
+                         **settings: Any) -> tornado.web.Application:
     """The routes both servers share, since they speak the same protocol, with the
-    request limits of the server's config ``section``."""
+    request limits of the server's config ``section``. ``cors``: answer browsers of any
+    origin (SymServer's public API only)."""
     return tornado.web.Application(
         [
             *extra_routes,
@@ -253,6 +294,7 @@ def protocol_application(section: dict[str, Any], v4: type, v5: type, heartbeat:
         limits=Limits.from_section(section),
         max_request_bytes=section["maxRequestMB"] * 1024 * 1024,
         debug_protocol=section["debugProtocol"],
+        cors=cors,
         **settings,
     )
 

@@ -112,6 +112,6 @@ class UiHandler(tornado.web.RequestHandler):
 def make_app(section: dict[str, Any], symbolicator: Symbolicator,
              shared: SharedState | None = None) -> tornado.web.Application:
     return protocol_application(section, V4Handler, V5Handler, HeartbeatHandler,
-                                extra_routes=[(r"/ui", UiHandler)],
+                                extra_routes=[(r"/ui", UiHandler)], cors=True,
                                 symbolicator=symbolicator, state=SymServerState(shared or SharedState()),
                                 metrics=symbolicator.metrics)

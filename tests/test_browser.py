@@ -1,72 +1,348 @@
-"""A real browser (headless Chromium) calls /symbolicate/v5 from a page of another origin,
-as the Firefox Profiler does: CORS preflight and answer, checked end to end."""
+"""Real browsers (headless Chromium and headless Firefox) call /symbolicate/v5 from a page of
+another origin exactly as the Firefox Profiler does: CORS preflight and answer, end to end.
+
+The profiler POSTs a string body (so ``Content-Type: text/plain;charset=UTF-8``) and sets a
+``User-Agent`` header in ``fetch``; Firefox sends that header, which is not CORS-safelisted,
+so it first sends a preflight asking for ``user-agent``. The page reports what it got to the
+test's own page server; a byte-transparent relay in front of SymServer records the exchange.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import queue
 import shutil
+import signal
+import socket
 import subprocess
 import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import psutil
 import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Chromium is not installed here (apt-get install chromium; .ci/run does)")
+FIREFOX = shutil.which("firefox-esr") or shutil.which("firefox")
+BROWSERS = {"chromium": CHROMIUM, "firefox": FIREFOX}
+INSTALL_HINT = {"chromium": "apt-get install chromium", "firefox": "apt-get install firefox-esr"}
+PROFILER_USER_AGENT = "FirefoxProfiler/1.0 (+https://profiler.firefox.com)"
+XUL = ["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]
+NTDLL = ["wntdll.pdb", "D74F79EB1F8D4A45ABCD2F476CCABACC2"]
+# What the profiler sends: one job per library, all of that library's addresses in one stack.
+PROFILER_BODY = {"jobs": [{"memoryMap": [XUL], "stacks": [[[0, 11723767], [0, 11723776], [0, 0x10]]]},
+                          {"memoryMap": [NTDLL], "stacks": [[[0, 65802]]]}]}
+REPORT_SECONDS = 150  # a browser's first start on a busy 2-core machine is slow
 
-PAGE = """<!doctype html><html><body><pre id="out">waiting</pre><script>
-fetch("%(url)s", {method: "POST", headers: {"Content-Type": "application/json"}, body: %(body)s})
-  .then(r => r.json())
-  .then(j => { document.getElementById("out").textContent = "RESULT:" + JSON.stringify(j); })
-  .catch(e => { document.getElementById("out").textContent = "ERROR:" + e; });
+PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body><script>
+const report = value => fetch("/report", {method: "POST", headers: {"Content-Type": "application/json"},
+                                         body: JSON.stringify(value)});
+window.onerror = (message) => { report({error: "page error: " + message}); };
+fetch(%(url)s, {method: "POST", headers: {"User-Agent": %(agent)s}, body: %(body)s})
+  .then(async response => report({status: response.status, text: await response.text()}))
+  .catch(error => report({error: String(error)}));
 </script></body></html>"""
 
+# Firefox on a fresh profile: no first-run pages, updates, telemetry, captive portal checks,
+# safe browsing lists or other background connections; no proxy, even for 127.0.0.1.
+FIREFOX_PREFS = {
+    "browser.shell.checkDefaultBrowser": False,
+    "browser.startup.homepage_override.mstone": "ignore",
+    "browser.startup.page": 0,
+    "browser.startup.homepage": "about:blank",
+    "startup.homepage_welcome_url": "",
+    "startup.homepage_welcome_url.additional": "",
+    "browser.aboutwelcome.enabled": False,
+    "trailhead.firstrun.didSeeAboutWelcome": True,
+    "browser.newtabpage.enabled": False,
+    "browser.newtabpage.activity-stream.feeds.system.topstories": False,
+    "browser.newtabpage.activity-stream.feeds.section.topstories": False,
+    "browser.newtabpage.activity-stream.telemetry": False,
+    "browser.tabs.warnOnClose": False,
+    "browser.sessionstore.resume_from_crash": False,
+    "toolkit.startup.max_resumed_crashes": -1,
+    "app.update.enabled": False,
+    "app.update.auto": False,
+    "app.update.disabledForTesting": True,
+    "app.normandy.enabled": False,
+    "app.shield.optoutstudies.enabled": False,
+    "extensions.update.enabled": False,
+    "extensions.getAddons.cache.enabled": False,
+    "extensions.blocklist.enabled": False,
+    "browser.search.update": False,
+    "datareporting.policy.dataSubmissionEnabled": False,
+    "datareporting.healthreport.uploadEnabled": False,
+    "toolkit.telemetry.enabled": False,
+    "toolkit.telemetry.unified": False,
+    "toolkit.telemetry.archive.enabled": False,
+    "toolkit.telemetry.server": "",
+    "browser.ping-centre.telemetry": False,
+    "browser.crashReports.unsubmittedCheck.enabled": False,
+    "network.captive-portal-service.enabled": False,
+    "network.connectivity-service.enabled": False,
+    "browser.safebrowsing.malware.enabled": False,
+    "browser.safebrowsing.phishing.enabled": False,
+    "browser.safebrowsing.downloads.enabled": False,
+    "browser.safebrowsing.blockedURIs.enabled": False,
+    "browser.safebrowsing.provider.google4.updateURL": "",
+    "browser.safebrowsing.provider.google.updateURL": "",
+    "browser.safebrowsing.provider.mozilla.updateURL": "",
+    "services.settings.server": "data:,#remote-settings-off",
+    "media.gmp-manager.updateEnabled": False,
+    "media.gmp-gmpopenh264.enabled": False,
+    "network.dns.disablePrefetch": True,
+    "network.prefetch-next": False,
+    "network.http.speculative-parallel-limit": 0,
+    "network.trr.mode": 5,
+    "network.proxy.type": 0,
+    "network.proxy.allow_hijacking_localhost": False,
+    "dom.push.enabled": False,
+    "geo.enabled": False,
+}
 
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - stdlib's name
-        pass
+
+def _require(browser: str) -> str:
+    path = BROWSERS[browser]
+    if path is None:
+        pytest.skip(f"{browser} is not installed here ({INSTALL_HINT[browser]}; .ci/run does)")
+    return path
+
+
+class PageServer:
+    """The page's origin: serves the pages written to ``directory`` and takes the reports
+    the pages POST back to ``/report`` (same origin, so no CORS is involved)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.reports: queue.Queue[dict] = queue.Queue()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - stdlib's name
+                path = outer.directory / self.path.lstrip("/").split("?")[0]
+                if not path.is_file() or path.parent != outer.directory:
+                    self.send_error(404)
+                    return
+                data = path.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:  # noqa: N802
+                data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                try:
+                    outer.reports.put(json.loads(data))
+                except ValueError:
+                    outer.reports.put({"error": f"unreadable report {data[:200]!r}"})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format, *args):  # noqa: A002
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class Relay:
+    """A byte-for-byte TCP relay to ``target_port`` that keeps what went each way, so the
+    test can show the HTTP exchange the browser really had (its preflight included)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.connections: list[tuple[bytearray, bytearray]] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._stopping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stopping:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=30)
+            sent, received = bytearray(), bytearray()
+            self.connections.append((sent, received))
+            threading.Thread(target=self._pump, args=(client, upstream, sent), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, received), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket, record: bytearray) -> None:
+        try:
+            while data := source.recv(65536):
+                record.extend(data)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def exchanges(self) -> list[tuple[str, str]]:
+        """(request head, response head) pairs, in order on each connection."""
+        pairs = []
+        for sent, received in self.connections:
+            pairs.extend(zip(_heads(bytes(sent)), _heads(bytes(received))))
+        return pairs
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._listener.close()
+
+
+def _heads(stream: bytes) -> list[str]:
+    """The heads of the HTTP messages in one direction of a connection (bodies skipped by
+    their Content-Length; our servers and the browsers here send no chunked bodies)."""
+    heads = []
+    while stream:
+        end = stream.find(b"\r\n\r\n")
+        if end < 0:
+            break
+        head = stream[:end].decode("latin-1")
+        heads.append(head)
+        length = 0
+        for line in head.split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+        stream = stream[end + 4 + length:]
+    return heads
+
+
+def firefox_profile(directory: Path) -> Path:
+    directory.mkdir(parents=True)
+    lines = [f"user_pref({json.dumps(name)}, {json.dumps(value)});" for name, value in FIREFOX_PREFS.items()]
+    (directory / "user.js").write_text("\n".join(lines) + "\n")
+    return directory
+
+
+def browser_command(browser: str, profile: Path, url: str) -> list[str]:
+    if browser == "firefox":
+        return [_require("firefox"), "--headless", "--no-remote", "--profile", str(firefox_profile(profile)), url]
+    return [_require("chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--no-proxy-server", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}", url]
+
+
+def open_page(browser: str, pages: PageServer, name: str, html: str, workdir: Path) -> dict:
+    """Open a page in the browser, wait for the report it posts back, then end the browser."""
+    (pages.directory / name).write_text(html)
+    command = browser_command(browser, workdir / f"{browser}-profile-{name}", f"{pages.origin}/{name}")
+    log = (workdir / f"{browser}-{name}.log").open("wb")
+    env = dict(os.environ, MOZ_CRASHREPORTER_DISABLE="1", MOZ_DISABLE_AUTO_SAFE_MODE="1")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True, env=env)
+    try:
+        return pages.reports.get(timeout=REPORT_SECONDS)
+    except queue.Empty:
+        raise AssertionError(f"{browser} reported nothing in {REPORT_SECONDS} s; its output: "
+                             f"{(workdir / f'{browser}-{name}.log').read_text(errors='replace')[-1500:]}") from None
+    finally:
+        end_process_group(process)
+        log.close()
+
+
+def end_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM the browser's whole process group (and any child that left it), then SIGKILL."""
+    try:
+        family = [process.pid] + [child.pid for child in psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = [process.pid]
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            pass
+        for pid in family:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+        try:
+            process.wait(timeout=10)
+            if not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                       for pid in family[1:]):
+                return
+        except (subprocess.TimeoutExpired, psutil.NoSuchProcess):
+            pass
+        time.sleep(0.5)
 
 
 @pytest.fixture
-def page_server(tmp_path):
-    """Serves tmp_path on its own port: an origin other than the API's."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(tmp_path)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+def pages(tmp_path):
+    server = PageServer(tmp_path)
+    yield server
+    server.stop()
 
 
-def run_page(tmp_path, page_url: str) -> str:
-    """Load a page in headless Chromium, let its script run, return what it wrote."""
-    result = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=15000",
-         "--dump-dom", page_url], capture_output=True, text=True, timeout=90)
-    start = result.stdout.find('id="out">')
-    assert start >= 0, f"Chromium printed no page: {result.stderr[-500:]}"
-    return result.stdout[start + len('id="out">'):result.stdout.find("</pre>", start)]
+def profiler_page(url: str) -> str:
+    return PAGE % {"url": json.dumps(url), "agent": json.dumps(PROFILER_USER_AGENT),
+                   "body": json.dumps(json.dumps(PROFILER_BODY))}
 
 
-def test_a_page_of_another_origin_can_call_symbolicate_v5(trio, page_server):
-    directory, origin = page_server
-    body = '{"jobs": [{"memoryMap": [["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]], "stacks": [[[0, 11723767]]]}]}'
-    (directory / "profiler.html").write_text(PAGE % {"url": trio.url("SymServer", "/symbolicate/v5"),
-                                                     "body": repr(body)})
-    output = run_page(directory, f"{origin}/profiler.html")
-    assert output.startswith("RESULT:"), output
-    assert "XREMain::XRE_mainRun()" in output and "StartupTimeline.h" in output
-    assert trio.wait_for_log("SymServer.log", "OPTIONS /symbolicate/v5 204")  # the preflight
+def _header(head: str, name: str) -> str | None:
+    for line in head.split("\r\n")[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return None
 
 
-def test_without_cors_headers_the_browser_refuses(trio, page_server, symbol_store):
+@pytest.mark.parametrize("browser", ["chromium", "firefox"])
+def test_the_profilers_request_from_another_origin(trio, pages, tmp_path, browser):
+    _require(browser)
+    relay = Relay(trio.symserver_port)
+    try:
+        result = open_page(browser, pages, "profiler.html",
+                           profiler_page(f"http://127.0.0.1:{relay.port}/symbolicate/v5"), tmp_path)
+        exchanges = relay.exchanges()
+    finally:
+        relay.stop()
+    record = "\n\n".join(f"{request}\n\n{response}" for request, response in exchanges)
+    print(f"--- {browser}: what went through the relay\n{record}")
+    (trio.workdir / f"cors-exchange-{browser}.txt").write_text(record + "\n")
+    assert "status" in result, f"{browser} could not read the answer: {result}\n{record}"
+    assert result["status"] == 200, result
+    results = json.loads(result["text"])["results"]
+    assert [frame["function"] for frame in results[0]["stacks"][0][:2]] == ["XREMain::XRE_mainRun()"] * 2
+    assert "function" not in results[0]["stacks"][0][2]
+    assert results[1]["stacks"][0][0]["function"] == "KiUserCallbackDispatcher"
+    posts = [(request, response) for request, response in exchanges if request.startswith("POST ")]
+    assert len(posts) == 1 and _header(posts[0][0], "Origin") == pages.origin
+    assert _header(posts[0][0], "Content-Type").replace(" ", "").lower() == "text/plain;charset=utf-8"
+    preflights = [(request, response) for request, response in exchanges if request.startswith("OPTIONS ")]
+    if browser == "firefox":
+        # Firefox sends the header the profiler sets, so it asks first.
+        assert _header(posts[0][0], "User-Agent") == PROFILER_USER_AGENT
+        assert len(preflights) == 1
+        asked = _header(preflights[0][0], "Access-Control-Request-Headers")
+        assert "user-agent" in asked.lower()
+        allowed = _header(preflights[0][1], "Access-Control-Allow-Headers") or ""
+        assert "user-agent" in allowed.lower()
+        assert preflights[0][1].split()[1] in ("200", "204")
+
+
+@pytest.mark.parametrize("browser", ["chromium", "firefox"])
+def test_without_cors_headers_the_browser_refuses(pages, tmp_path, symbol_store, browser):
     """The control: the same page against a server that sends no CORS headers is blocked."""
-    directory, origin = page_server
-    (directory / "control.html").write_text(PAGE % {"url": symbol_store.url("plain") + "/anything",
-                                                    "body": "'{}'"})
-    output = run_page(directory, f"{origin}/control.html")
-    assert output.startswith("ERROR:TypeError: Failed to fetch"), output  # refused, not a bad answer
+    _require(browser)
+    result = open_page(browser, pages, "control.html", profiler_page(symbol_store.url("plain") + "/anything"),
+                       tmp_path)
+    assert result.get("error", "").startswith("TypeError"), result  # refused, not a bad answer
 
 
 def png_size(path) -> tuple[int, int]:
@@ -86,6 +362,7 @@ def png_size(path) -> tuple[int, int]:
 def test_ui_page_shows_symbolicated_stacks(trio, tmp_path, request_text, expected):
     from urllib.parse import quote
 
+    _require("chromium")
     url = trio.url("SymServer", "/ui?request=" + quote(request_text))
     common = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
               "--disable-background-networking", "--disable-component-update", "--disable-sync",
