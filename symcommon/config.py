@@ -23,6 +23,11 @@ def _log_defaults(name: str) -> dict[str, Any]:
     return {"path": f"{name}.log", "level": 20, "maxFiles": 5, "maxFileSizeMB": 50}
 
 
+def _connection_defaults() -> dict[str, Any]:
+    """Bounds on what one client connection may hold (slowloris): see README, Hardening."""
+    return {"headerTimeoutSeconds": 20, "bodyTimeoutSeconds": 60, "maxConnections": 4000}
+
+
 DEFAULTS: Config = {
     "DiskCache": {
         "cachePath": "cache",
@@ -35,12 +40,18 @@ DEFAULTS: Config = {
         "retries": 2,
         "retryDelayMs": 500,
         "missingModuleTTLSeconds": 60,
-        "downloadTimeoutSeconds": 300,
+        "downloadTimeoutSeconds": 300,  # a module's whole download, by the wall clock
+        "maxSymbolFileMB": 4096,  # decoded size of one downloaded file; larger ones are abandoned
+        "downloadsPerStore": 8,  # downloads at once from each symbol store
         "processWorkers": 1,
-        "maxRequestMB": 16,
-        "maxFramesPerRequest": 100000,
+        "maxRequestMB": 32,  # 1,000,000 frames of 64-bit offsets: 25 MB as JSON
+        "maxFramesPerRequest": 1000000,
         "maxModulesPerRequest": 5000,
+        "maxStacksPerRequest": 100000,
+        "maxFetchesPerRequest": 100,
+        "maxAnswerMB": 256,
         "debugProtocol": True,
+        **_connection_defaults(),
         "log": _log_defaults("DiskCache"),
     },
     "SymServer": {
@@ -48,14 +59,18 @@ DEFAULTS: Config = {
         "listenAddress": "",  # every address, as the original: the public API
         "memcachedServers": ["127.0.0.1:11211"],
         "DiskCacheServer": "127.0.0.1:8888",
+        "DiskCacheServers": [],  # several DiskCaches, modules sharded over them; [] = [DiskCacheServer]
         "maxJobsPerRequest": 10,
         "processes": 1,
         "frameCacheEntries": 50000,
         "frameCacheSeconds": 60,
-        "maxRequestMB": 16,
-        "maxFramesPerRequest": 100000,
+        "maxRequestMB": 32,  # 1,000,000 frames of 64-bit offsets: 25 MB as JSON
+        "maxFramesPerRequest": 1000000,
         "maxModulesPerRequest": 5000,
+        "maxStacksPerRequest": 100000,
+        "maxAnswerMB": 256,
         "debugProtocol": True,
+        **_connection_defaults(),
         "log": _log_defaults("SymServer"),
     },
     "quickstart": {
@@ -78,8 +93,12 @@ PATH_KEYS = {("DiskCache", "cachePath"), ("DiskCache", "localSymbolDirs"),
 PORT_KEYS = {"port"}
 #: The servers' own listen addresses (memcached's, under quickstart, goes to memcached as it is).
 LISTEN_ADDRESS_KEYS = {"DiskCache.listenAddress", "SymServer.listenAddress"}
+HOST_PORT_KEYS = {"DiskCacheServer", "DiskCacheServers"}
 POSITIVE_KEYS = {"maxSizeMB", "maxFiles", "maxFileSizeMB", "processWorkers", "maxJobsPerRequest", "processes",
-                 "maxRequestMB", "maxFramesPerRequest", "maxModulesPerRequest"}
+                 "maxRequestMB", "maxFramesPerRequest", "maxModulesPerRequest",
+                 "maxStacksPerRequest", "maxFetchesPerRequest", "maxAnswerMB",
+                 "headerTimeoutSeconds", "bodyTimeoutSeconds", "maxConnections"}
+POSITIVE_KEYS |= {"maxSymbolFileMB", "downloadsPerStore", "downloadTimeoutSeconds"}
 
 
 class ConfigError(ValueError):
@@ -109,6 +128,8 @@ def _check(value: Any, default: Any, key: str) -> Any:
         raise ConfigError(f"{key} must be a list of strings, got {value!r}")
     if key in LISTEN_ADDRESS_KEYS:
         _check_listen_address(value, key)
+    if name in HOST_PORT_KEYS:
+        _check_host_ports([value] if isinstance(value, str) else value, key)
     if name in PORT_KEYS and not 1 <= value <= 65535:
         raise ConfigError(f"{key} must be a port number (1-65535), got {value}")
     if name in POSITIVE_KEYS and value < 1:
@@ -116,6 +137,25 @@ def _check(value: Any, default: Any, key: str) -> Any:
     if type(value) is int and value < 0:
         raise ConfigError(f"{key} must not be negative, got {value}")
     return copy.deepcopy(value)
+
+
+def _check_host_ports(values: list[str], key: str) -> None:
+    """``host:port`` (an IPv6 host in brackets), each once: caught here rather than as a
+    DiskCache that never answers, or one that gets twice its share of modules."""
+    for value in values:
+        host, _, port = value.rpartition(":")
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if (not bare or not port.isdigit() or not 1 <= int(port) <= 65535
+                or any(c.isspace() or c in "/[]" for c in bare)):
+            raise ConfigError(f"{key} must be host:port (e.g. \"127.0.0.1:8888\" or \"[::1]:8888\"), "
+                              f"got {value!r}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{key} lists a server twice: {values!r}")
+
+
+def diskcache_addresses(section: Config) -> list[str]:
+    """The DiskCaches a SymServer section names: ``DiskCacheServers``, else ``DiskCacheServer``."""
+    return list(section["DiskCacheServers"]) or [section["DiskCacheServer"]]
 
 
 def _check_listen_address(value: str, key: str) -> None:
