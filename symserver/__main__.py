@@ -8,13 +8,14 @@ from pathlib import Path
 from tornado.httpclient import AsyncHTTPClient
 
 from symcommon.cli import server_main
+from symcommon.config import diskcache_addresses
 from symcommon.metrics import Metrics
 from symcommon.prefork import SharedState
 from symcommon.web import serve
 from symserver.app import make_app
-from symserver.diskcache_client import DiskCacheClient
 from symcommon.recentframes import RecentFrames
 from symserver.framecache import FrameCache
+from symserver.sharding import DiskCacheFleet
 from symserver.symbolicate import Symbolicator
 
 
@@ -27,11 +28,12 @@ async def run(config: dict, pidfile: Path | None, shared: SharedState | None = N
     shared = shared or SharedState()
     recent = RecentFrames(section["frameCacheEntries"] if section["memcachedServers"] else 0,
                           section["frameCacheSeconds"], shared)
-    symbolicator = Symbolicator(frames, DiskCacheClient(section["DiskCacheServer"]), Metrics("symserver"),
-                                recent)
+    diskcaches = DiskCacheFleet(diskcache_addresses(section))
+    symbolicator = Symbolicator(frames, diskcaches, Metrics("symserver"), recent)
 
     async def stop() -> None:
         frames.close()
+        diskcaches.close()
 
     await serve(make_app(section, symbolicator, shared), section["port"],
                 name="SymServer", pidfile=pidfile, on_stop=stop, sockets=sockets,
@@ -40,7 +42,7 @@ async def run(config: dict, pidfile: Path | None, shared: SharedState | None = N
 
 def main(argv: list[str] | None = None) -> int:
     return server_main(argv, prog="symserver", section="SymServer", run=run,
-                       description="Symbolicates stacks: memcached first, then the DiskCache.")
+                       description="Symbolicates stacks: memcached first, then the DiskCaches.")
 
 
 if __name__ == "__main__":

@@ -82,16 +82,22 @@ class V5Handler(SymServerHandler):
 
 
 class HeartbeatHandler(SymServerHandler):
-    """GET /__heartbeat__: 200 when memcached and the DiskCache answer, else 503 naming what is down."""
+    """GET /__heartbeat__: 200 while at least one memcached and one DiskCache answer (a pool
+    member down costs only its share and requests fail over), else 503 naming what is down;
+    the body lists every server of both."""
 
     async def get(self) -> None:
         symbolicator = self.symbolicator
-        memcached_ok, diskcache_ok = await asyncio.gather(symbolicator.frames.ping(),
-                                                          symbolicator.diskcache.ping())
+        memcached, diskcaches = await asyncio.gather(symbolicator.frames.ping_each(),
+                                                     symbolicator.diskcache.ping_all())
+        memcached_ok = not memcached or any(memcached.values())  # none configured: nothing to miss
         checks = {"memcached": "ok" if memcached_ok else "down",
-                  "diskcache": "ok" if diskcache_ok else "down"}
+                  "diskcache": "ok" if any(diskcaches.values()) else "down"}
         down = [name for name, state in checks.items() if state != "ok"]
-        body: dict[str, Any] = {"status": "error" if down else "ok", "checks": checks}
+        body: dict[str, Any] = {
+            "status": "error" if down else "ok", "checks": checks,
+            "memcachedServers": {server: "ok" if up else "down" for server, up in memcached.items()},
+            "DiskCacheServers": {server: "ok" if up else "down" for server, up in diskcaches.items()}}
         if down:
             body["error"] = " and ".join(down) + (" is" if len(down) == 1 else " are") + " not answering"
         self.write_json(body, status=503 if down else 200)

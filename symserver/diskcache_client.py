@@ -19,6 +19,10 @@ class DiskCacheUnavailable(Exception):
     """The DiskCache did not answer; the client gets a 503."""
 
 
+class DiskCacheDown(DiskCacheUnavailable):
+    """The DiskCache refused, dropped the connection or said 503: another one may answer."""
+
+
 class DiskCacheClient:
     def __init__(self, address: str) -> None:
         self.address = address
@@ -37,10 +41,14 @@ class DiskCacheClient:
                 connect_timeout=CONNECT_TIMEOUT_SECONDS, request_timeout=REQUEST_TIMEOUT_SECONDS)
         except HTTPClientError as error:
             detail = error.response.body[:200] if error.response is not None else b""
-            raise DiskCacheUnavailable(f"DiskCache at {self.address} answered {error.code}: "
-                                       f"{detail.decode('utf-8', 'replace')}") from error
+            # 599 is Tornado's code for a connection that failed or closed; only a slow
+            # answer ("Timeout during request") is not a sign the server is gone.
+            down = error.code == 503 or error.code == 599 and "during request" not in str(error)
+            raise (DiskCacheDown if down else DiskCacheUnavailable)(
+                f"DiskCache at {self.address} answered {error.code}: "
+                f"{detail.decode('utf-8', 'replace') or error.message}") from error
         except OSError as error:
-            raise DiskCacheUnavailable(f"DiskCache at {self.address} is unreachable: {error}") from error
+            raise DiskCacheDown(f"DiskCache at {self.address} is unreachable: {error}") from error
         try:
             answer = jsonio.loads(response.body)
             if not isinstance(answer, dict) or not isinstance(answer.get("results"), list):

@@ -113,5 +113,32 @@ class FrameCache:
         # a server whose connection died mid-call is listed with no figures
         return sum(1 for _, figures in stats if figures) == len(self.servers)
 
+    async def ping_each(self) -> dict[str, bool]:
+        """Whether each server of the pool answers, on a connection of its own: the heartbeat
+        lists them, and one server down costs only its share of the cache."""
+        if not self.servers:
+            return {}
+        loop = asyncio.get_running_loop()
+        calls = [loop.run_in_executor(self._threads, _answers_version, server) for server in self.servers]
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*calls), CALL_TIMEOUT_SECONDS * 2)
+        except asyncio.TimeoutError:
+            return {server: False for server in self.servers}
+        return dict(zip(self.servers, results))
+
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _answers_version(server: str) -> bool:
+    """One ``version`` round trip, parsed the way python-memcached parses server strings."""
+    host = memcache._Host(server, dead_retry=0, socket_timeout=SOCKET_TIMEOUT_SECONDS)
+    try:
+        if not host.connect():
+            return False
+        host.send_cmd("version")
+        return host.readline().startswith(b"VERSION")
+    except Exception:  # noqa: BLE001 - any failure is "not answering"
+        return False
+    finally:
+        host.close_socket()

@@ -2,13 +2,15 @@
 misses; then fill both caches.
 
 However many jobs and frames a request has, it costs at most one memcached ``get_multi``,
-one DiskCache request and one ``set_multi``, and none of them when the recent-frames LRU
+one request to each DiskCache holding a missed module (sent at once; see
+:mod:`symserver.sharding`) and one ``set_multi``, and none of them when the recent-frames LRU
 has every frame.  The fill is awaited (bounded by the memcached timeout) so that a client
 repeating a request at once is answered from the caches.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,9 +21,10 @@ from symcommon.metrics import Metrics
 from symcommon.modules import ModuleId
 from symcommon.requests import Job
 from symcommon.responses import JobAnswers, ModuleAnswer
-from symserver.diskcache_client import DiskCacheClient, DiskCacheUnavailable
+from symserver.diskcache_client import DiskCacheDown, DiskCacheUnavailable
 from symcommon.recentframes import RecentFrames
 from symserver.framecache import CachedFrame, FrameCache, encode, frame_key
+from symserver.sharding import DiskCacheFleet
 
 log = logging.getLogger("symserver.symbolicate")
 
@@ -58,7 +61,7 @@ class Outcome:
 
 
 class Symbolicator:
-    def __init__(self, frames: FrameCache, diskcache: DiskCacheClient, metrics: Metrics | None = None,
+    def __init__(self, frames: FrameCache, diskcache: DiskCacheFleet, metrics: Metrics | None = None,
                  recent: RecentFrames | None = None) -> None:
         self.frames = frames
         self.recent = recent if recent is not None else RecentFrames(0, 0)
@@ -71,6 +74,9 @@ class Symbolicator:
         self._misses = metrics.counter("memcached_misses", "Frames memcached did not have")
         self._diskcache_requests = metrics.counter("diskcache_requests", "Requests to the DiskCache",
                                                    ["outcome"])
+        self._diskcache_failovers = metrics.counter(
+            "diskcache_failovers", "Requests a DiskCache refused or dropped, sent to the next one", ["server"])
+        metrics.gauge("diskcaches_up", "DiskCaches not marked down", lambda: diskcache.up_count())
 
     async def symbolicate(self, jobs: list[Job], request_id: str, debug: bool = False) -> Outcome:
         """Raises :class:`DiskCacheUnavailable` when misses cannot be looked up."""
@@ -131,14 +137,59 @@ class Symbolicator:
 
     async def _ask_diskcache(self, misses: list[Lookup], request_id: str, debug: bool,
                              outcome: Outcome) -> dict[Lookup, tuple[str | None, FrameInfo | None]]:
-        """Symbols of the missed frames whose modules the DiskCache found."""
+        """Symbols of the missed frames whose modules the DiskCaches found.
+
+        Each module goes to the first DiskCache of its rendezvous order, all DiskCaches at
+        once; the modules of one that is down go to their next choice, until every module
+        is answered or no DiskCache is left (:class:`DiskCacheUnavailable`).
+        """
+        fleet = self.diskcache
+        by_module: dict[ModuleId, list[Lookup]] = {}
+        for lookup in misses:
+            by_module.setdefault(lookup[0], []).append(lookup)
+        orders = {module: fleet.order(str(module)) for module in by_module}
+        failed: dict[str, str] = {}  # DiskCaches down for this request, and why
+        pending = sorted(by_module, key=str)
+        fresh: dict[Lookup, tuple[str | None, FrameInfo | None]] = {}
+        outcome.diskcache_round_trips = 0
+        while pending:
+            groups: dict[str, list[Lookup]] = {}
+            for module in pending:
+                address = next((a for a in orders[module] if a not in failed), None)
+                if address is None:
+                    raise DiskCacheUnavailable("no DiskCache is answering: " + "; ".join(failed.values()))
+                groups.setdefault(address, []).extend(by_module[module])
+            outcome.diskcache_round_trips += len(groups)
+            results = await asyncio.gather(
+                *(self._ask_one_diskcache(address, lookups, request_id, debug, outcome)
+                  for address, lookups in groups.items()), return_exceptions=True)
+            pending = []
+            for (address, lookups), result in zip(groups.items(), results):
+                if isinstance(result, DiskCacheDown):
+                    failed[address] = str(result)
+                    fleet.mark_down(address, str(result))
+                    self._diskcache_failovers.labels(address).inc()
+                    pending.extend(sorted({module for module, _ in lookups}, key=str))
+                elif isinstance(result, BaseException):
+                    raise result
+                else:
+                    fleet.mark_up(address)
+                    fresh.update(result)
+        return fresh
+
+    async def _ask_one_diskcache(self, address: str, misses: list[Lookup], request_id: str, debug: bool,
+                                 outcome: Outcome) -> dict[Lookup, tuple[str | None, FrameInfo | None]]:
+        """One v5 request to one DiskCache, for the misses of the modules it holds."""
         modules = sorted({module for module, _ in misses}, key=str)
         index_of = {module: i for i, module in enumerate(modules)}
         body = {"memoryMap": [[m.debug_file, m.debug_id] for m in modules],
                 "stacks": [[[index_of[module], offset] for module, offset in misses]]}
-        answer = await self.diskcache.symbolicate(body, request_id, debug)
+        answer = await self.diskcache.clients[address].symbolicate(body, request_id, debug)
         if debug and isinstance(answer.get("debug"), dict):
-            outcome.diskcache_debug = answer["debug"]
+            for name in ("modules_fetched", "modules_processed"):
+                figures = answer["debug"].get(name)
+                if isinstance(figures, list):
+                    outcome.diskcache_debug.setdefault(name, []).extend(figures)
         try:
             result = answer["results"][0]
             frames = result["stacks"][0]
@@ -150,5 +201,6 @@ class Symbolicator:
                 if found_flags[module]:
                     fresh[(module, offset)] = (frame.get("module"), FrameInfo.from_v5_fields(frame))
         except (KeyError, IndexError, TypeError, ValueError) as error:
-            raise DiskCacheUnavailable(f"DiskCache sent an answer of the wrong shape: {error}") from error
+            raise DiskCacheUnavailable(f"DiskCache at {address} sent an answer of the wrong shape: "
+                                       f"{error}") from error
         return fresh
