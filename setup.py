@@ -1,4 +1,4 @@
-"""Installs the symbolication server: SymServer, DiskCache and quickstart."""
+"""Installs the symbolication server (SymServer, DiskCache, quickstart) and its client, symbolicate."""
 
 from setuptools import find_packages, setup
 
@@ -7,7 +7,7 @@ setup(
     version="1.0.0",
     description="Self-hosted symbolication of Firefox stacks (SymServer + DiskCache + memcached)",
     python_requires=">=3.11",
-    packages=find_packages(include=["symcommon", "symserver", "diskcache"]),
+    packages=find_packages(include=["symcommon", "symserver", "diskcache", "symclient"]),
     py_modules=["quickstart"],
     package_data={"symserver": ["ui.html"]},
     install_requires=[
@@ -24,7 +24,7 @@ setup(
             "symserver=symserver.__main__:main",
             "diskcache=diskcache.__main__:main",
             "symbolication-quickstart=quickstart:main",
-            "symbolicate=symserver.client_cli:main",
+            "symbolicate=symclient.cli:main",
         ]
     },
 )

@@ -14,7 +14,7 @@ NTDLL = "wntdll.pdb/D74F79EB1F8D4A45ABCD2F476CCABACC2"
 
 
 def symbolicate(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "symserver.client_cli", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "symclient", *args], input=stdin,
                           capture_output=True, text=True, timeout=120, cwd=REPO)
 
 
@@ -461,3 +461,54 @@ def test_broken_profiles_say_what_is_missing(trio, tmp_path):
     cycle = processed_profile([processed_thread("T", [([(0, 1)], 1)], PROCESSED_LIBS)], PROCESSED_LIBS)
     cycle["threads"][0]["stackTable"]["prefix"][0] = 0
     assert error_of(cycle).endswith("threads[0]: stack 0 has a prefix cycle")
+
+
+# Terminal safety ---------------------------------------------------------------------------------
+
+EVIL_ID = "0123456789ABCDEF0123456789ABCDEF1"
+EVIL_FUNCTION = "clear\x1b[2Jscreen\x07\x9b31m()"  # ESC sequence, bell, C1 CSI
+EVIL_FILE = "src/\u202egnp.exe\x7f.c"  # a bidi override and DEL
+EVIL_CODE_FILE = "ev\x1b]0;title\x07il.dll"  # an OSC sequence setting the window title
+RAW_CONTROLS = ("\x1b", "\x07", "\x9b", "\x7f", "\u202e")
+
+
+def evil_symbols(directory) -> None:
+    sym = directory / "evil.pdb" / EVIL_ID / "evil.sym"
+    sym.parent.mkdir(parents=True)
+    sym.write_bytes(f"MODULE windows x86_64 {EVIL_ID} evil.pdb\nINFO CODE_ID 5C8A9F3B6A3E000 {EVIL_CODE_FILE}\n"
+                    f"FILE 0 {EVIL_FILE}\nFUNC 1000 100 0 {EVIL_FUNCTION}\n1000 100 42 0\n".encode())
+
+
+def test_control_characters_from_symbols_and_profiles_are_escaped(make_trio, tmp_path):
+    symbols = tmp_path / "symbols"
+    evil_symbols(symbols)
+    trio = make_trio([], {"DiskCache": {"localSymbolDirs": [str(symbols)]}}, memcached=False)
+    printed = symbolicate("--server", trio.url(), stdin=f"evil.pdb {EVIL_ID} 0x1010\n")
+    assert printed.returncode == 0, printed.stderr
+    assert not any(control in printed.stdout for control in RAW_CONTROLS), repr(printed.stdout)
+    line = printed.stdout.splitlines()[0]
+    assert "clear\\x1b[2Jscreen\\x07\\x9b31m() + 0x10" in line
+    assert "ev\\x1b]0;title\\x07il.dll" in line and "src/\\u202egnp.exe\\x7f.c:42" in line
+    as_json = symbolicate("--json", "--server", trio.url(), stdin=f"evil.pdb {EVIL_ID} 0x1010\n")
+    frame = json.loads(as_json.stdout)["results"][0]["stacks"][0][0]  # --json is data: kept exact
+    assert (frame["function"], frame["file"], frame["module"]) == (EVIL_FUNCTION, EVIL_FILE, EVIL_CODE_FILE)
+    lib = dict(XUL_LIB, debugName="evil.pdb", breakpadId=EVIL_ID, name="evil.dll")
+    profile = gecko_profile([gecko_lib(lib, XUL_BASE, 0x100000)], [
+        gecko_thread("Main\x1b[2J", [([hex(XUL_BASE + 0x1010), "js\u202eevil\x07\ud800"], 1)], pid=1,
+                     processName="web\x9bcontent")])
+    from_profile = run_profile(trio, tmp_path, profile)
+    assert from_profile.returncode == 0, from_profile.stderr
+    assert not any(control in from_profile.stdout for control in RAW_CONTROLS), repr(from_profile.stdout)
+    assert "Thread Main\\x1b[2J (pid 1, web\\x9bcontent): 1 sample" in from_profile.stdout
+    assert "  #1    js\\u202eevil\\x07\\ud800" in from_profile.stdout.splitlines()  # a lone surrogate too
+
+
+def test_the_client_stands_apart_from_the_servers():
+    """symclient talks to SymServer over HTTP only: importing it loads no server code."""
+    probe = ("import sys, symclient.cli; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('symserver', 'diskcache', 'symcommon')))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    shown = symbolicate("--help")
+    assert shown.returncode == 0 and shown.stdout.startswith("usage: symbolicate")
