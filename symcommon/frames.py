@@ -11,6 +11,36 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+#: Offsets, sizes and line numbers are read from Breakpad text as unsigned 64-bit numbers.
+MAX_NUMBER = (1 << 64) - 1
+
+
+def _number(value: Any, what: str) -> int:
+    """A non-negative int below 2**64; a bool is not a number here, though Python says so."""
+    if type(value) is not int or not 0 <= value <= MAX_NUMBER:
+        raise ValueError(f"{what} must be a whole number from 0 to 2**64-1, got {value!r:.40}")
+    return value
+
+
+def _optional_number(value: Any, what: str) -> int | None:
+    return None if value is None else _number(value, what)
+
+
+def _text(value: Any, what: str) -> str:
+    if type(value) is not str:
+        raise ValueError(f"{what} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _optional_text(value: Any, what: str) -> str | None:
+    return None if value is None else _text(value, what)
+
+
+def _items(value: Any, length: int, what: str) -> list[Any]:
+    if type(value) is not list or len(value) != length:
+        raise ValueError(f"{what} must be a list of {length} items")
+    return value
+
 
 @dataclass(frozen=True, slots=True)
 class InlineFrame:
@@ -100,8 +130,19 @@ class FrameInfo:
         ]
 
     @classmethod
-    def from_compact(cls, data: list[Any]) -> FrameInfo:
-        function, offset, size, file, line, inlines = data
+    def from_compact(cls, data: Any) -> FrameInfo:
+        """Read back :meth:`to_compact`, checking every field: the data comes from memcached,
+        which anyone who can reach it may write.  Raises ValueError for anything else."""
+        function, offset, size, file, line, inlines = _items(data, 6, "a frame")
+        if type(inlines) is not list:
+            raise ValueError("inlines must be a list")
         return cls(
-            function, offset, size, file, line, tuple(InlineFrame(*i) for i in inlines)
+            _text(function, "function"),
+            _number(offset, "function offset"),
+            _optional_number(size, "function size"),
+            _optional_text(file, "file"),
+            _optional_number(line, "line"),
+            tuple(InlineFrame(_text(name, "inline function"), _optional_text(inline_file, "inline file"),
+                              _optional_number(inline_line, "inline line"))
+                  for name, inline_file, inline_line in (_items(i, 3, "an inline") for i in inlines)),
         )

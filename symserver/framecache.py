@@ -9,7 +9,17 @@ within that time.
 
 :class:`FrameCache` is the memcached tier.  python-memcached is blocking, so every call runs
 in a small thread pool and is bounded by a timeout: memcached being down or slow makes a
-request skip the cache, never fail.
+request skip the cache, never fail.  A big request is read and written in chunks of
+:data:`CHUNK_KEYS` keys, each call bounded on its own, so a request of half a million frames
+is cached like a small one.
+
+memcached has no authentication: whoever reaches it can store anything under a frame's
+(predictable) key.  So a value is trusted for nothing.  python-memcached would unpickle a
+value stored with its pickle flag (running code) and inflate one with its zlib flag (a
+900 KB value becomes 900 MB): :class:`PlainBytesClient` reads flag 0 values of at most
+:data:`MAX_VALUE_BYTES` only, skipping any other value's bytes unread.  A plain value is then
+checked field by field (:func:`decode`).  Anything else is a miss, and the fresh answer
+overwrites it.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ import asyncio
 import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import memcache
 
@@ -30,10 +40,20 @@ log = logging.getLogger("symserver.memcached")
 
 KEY_PREFIX = "sym1:"  # bump when the value format changes
 SOCKET_TIMEOUT_SECONDS = 0.25
-CALL_TIMEOUT_SECONDS = 0.5
+CALL_TIMEOUT_SECONDS = 0.5  # for one call: one chunk, a delete, a stats request
 DEAD_RETRY_SECONDS = 1
+#: Keys per get_multi / set_multi call.  One call of 1000 frames takes ~10-20 ms; a request's
+#: total time in memcached is bounded by CALL_TIMEOUT_SECONDS per PARALLEL_CHUNKS chunks.
+CHUNK_KEYS = 1000
+PARALLEL_CHUNKS = 2  # chunks of one request in flight at once (each on its own connection)
+THREADS = 8
+#: The longest value read or written.  Our values are ~100 bytes; a frame with a long chain of
+#: inlined C++ templates a few KB.  A longer one is not cached in memcached (it is still
+#: answered, and kept by the in-process tier).
+MAX_VALUE_BYTES = 64 * 1024
 
 CachedFrame = tuple[str | None, FrameInfo | None]  # (module code file, symbol)
+Chunk = TypeVar("Chunk")
 
 
 def frame_key(module: ModuleId, offset: int) -> str:
@@ -44,53 +64,140 @@ def frame_key(module: ModuleId, offset: int) -> str:
 
 
 def encode(code_file: str | None, info: FrameInfo | None) -> bytes:
+    """The value stored for a frame: bytes, so python-memcached stores it with flags 0."""
     return jsonio.dumps([code_file, info.to_compact() if info is not None else None])
 
 
 def decode(value: Any) -> CachedFrame | None:
+    """What :func:`encode` wrote, checked field by field; None (a miss) for anything else."""
+    if not isinstance(value, bytes) or len(value) > MAX_VALUE_BYTES:
+        return None
     try:
-        code_file, compact = jsonio.loads(value)
+        data = jsonio.loads(value)
+        if type(data) is not list or len(data) != 2:
+            return None
+        code_file, compact = data
+        if code_file is not None and type(code_file) is not str:
+            return None
         return code_file, FrameInfo.from_compact(compact) if compact is not None else None
     except (ValueError, TypeError):
         return None  # a foreign or damaged value counts as a miss
 
 
+def _refuse(*_: Any) -> Any:
+    raise ValueError("SymServer never unpickles or inflates a memcached value")
+
+
+def _skip_bytes(server: Any, count: int) -> None:
+    """Read and drop ``count`` bytes of a server's reply without ever holding them all."""
+    buffered = len(server.buffer)
+    if buffered >= count:
+        server.buffer = server.buffer[count:]
+        return
+    count -= buffered
+    server.buffer = b""
+    while count:
+        data = server.socket.recv(min(count, 1 << 16))
+        if not data:
+            raise memcache._Error(f"connection closed with {count} bytes of a value unread")
+        count -= len(data)
+
+
+class PlainBytesClient(memcache.Client):
+    """A python-memcached client that returns only plain (flags 0) values of bounded length.
+
+    python-memcached decodes a value by its flags: unpickling (code execution), zlib (a bomb),
+    text or int.  Any value with flags, or longer than :data:`MAX_VALUE_BYTES`, is read off the
+    socket in small pieces and dropped, so the rest of a multi-get is still read in step.
+    """
+
+    def __init__(self, servers: list[str], **kwargs: Any) -> None:
+        super().__init__(servers, unpickler=_refuse, decompressor=_refuse,
+                         server_max_value_length=MAX_VALUE_BYTES, **kwargs)
+
+    def _recv_value(self, server: Any, flags: int, rlen: int) -> bytes | None:
+        if flags != 0 or not 0 <= rlen <= MAX_VALUE_BYTES:
+            log.warning("memcached value refused (flags %d, %d bytes): a miss", flags, rlen)
+            _skip_bytes(server, max(rlen, 0) + 2)
+            return None
+        data = server.recv(rlen + 2)
+        if data[rlen:] != b"\r\n":
+            raise memcache._Error("memcached value not followed by CRLF")
+        return data[:rlen]
+
+
 class FrameCache:
-    """Batched, time-bounded access to the memcached servers (none: always a miss)."""
+    """Chunked, time-bounded access to the memcached servers (none: always a miss)."""
 
     def __init__(self, servers: list[str]) -> None:
         self.servers = servers
-        self._threads = ThreadPoolExecutor(4, thread_name_prefix="memcached")
-        self._client = memcache.Client(servers, socket_timeout=SOCKET_TIMEOUT_SECONDS,
-                                       dead_retry=DEAD_RETRY_SECONDS) if servers else None
+        self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="memcached")
+        # The client is thread-local: each pool thread has its own connections.
+        self._client = PlainBytesClient(servers, socket_timeout=SOCKET_TIMEOUT_SECONDS,
+                                        dead_retry=DEAD_RETRY_SECONDS) if servers else None
 
-    async def _call(self, method: str, *args: Any) -> Any:
+    async def _call(self, method: str | Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
-        call = loop.run_in_executor(self._threads, getattr(self._client, method), *args)
+        function = getattr(self._client, method) if isinstance(method, str) else method
+        call = loop.run_in_executor(self._threads, function, *args)
         return await asyncio.wait_for(call, CALL_TIMEOUT_SECONDS)
 
-    async def get_many(self, keys: list[str]) -> dict[str, CachedFrame]:
-        if self._client is None or not keys:
-            return {}
-        try:
-            raw = await self._call("get_multi", keys)
-        except Exception as error:  # noqa: BLE001 - any memcached trouble is a cache miss
-            log.warning("memcached get skipped: %s", error or type(error).__name__)
-            return {}
+    async def _in_chunks(self, work: Callable[[list[Chunk]], Any], items: list[Chunk],
+                         what: str) -> list[Any]:
+        """Run ``work`` on chunks of CHUNK_KEYS items, PARALLEL_CHUNKS at a time, each call
+        bounded by CALL_TIMEOUT_SECONDS; after a failure the remaining chunks are skipped."""
+        chunks = [items[i:i + CHUNK_KEYS] for i in range(0, len(items), CHUNK_KEYS)]
+        gate = asyncio.Semaphore(PARALLEL_CHUNKS)
+        failed = False
+
+        async def one(chunk: list[Chunk]) -> Any:
+            nonlocal failed
+            async with gate:
+                if failed:
+                    return None
+                try:
+                    return await self._call(work, chunk)
+                except Exception as error:  # noqa: BLE001 - any memcached trouble is a miss
+                    if not failed:
+                        log.warning("memcached %s skipped (%d keys): %s", what, len(items),
+                                    error or type(error).__name__)
+                    failed = True
+                    return None
+
+        return await asyncio.gather(*(one(chunk) for chunk in chunks))
+
+    def _get_chunk(self, keys: list[str]) -> dict[str, CachedFrame]:
+        """In a pool thread: one get_multi, and the values checked there, off the event loop."""
         found = {}
-        for key, value in raw.items():
+        for key, value in self._client.get_multi(keys).items():
             decoded = decode(value)
             if decoded is not None:
                 found[key] = decoded
         return found
 
-    async def set_many(self, values: dict[str, bytes]) -> None:
-        if self._client is None or not values:
+    def _set_chunk(self, frames: list[tuple[str, CachedFrame]]) -> None:
+        values = {}
+        for key, (code_file, info) in frames:
+            value = encode(code_file, info)
+            if len(value) <= MAX_VALUE_BYTES:
+                values[key] = value
+        self._client.set_multi(values)  # bytes, never compressed: stored with flags 0
+
+    async def get_many(self, keys: list[str]) -> dict[str, CachedFrame]:
+        """The frames memcached holds good values for; a bad value is simply not among them."""
+        if self._client is None or not keys:
+            return {}
+        found: dict[str, CachedFrame] = {}
+        for part in await self._in_chunks(self._get_chunk, keys, "get"):
+            if part:
+                found.update(part)
+        return found
+
+    async def set_many(self, frames: dict[str, CachedFrame]) -> None:
+        """Store fresh answers (replacing whatever was there, good or bad)."""
+        if self._client is None or not frames:
             return
-        try:
-            await self._call("set_multi", values)
-        except Exception as error:  # noqa: BLE001
-            log.warning("memcached set skipped: %s", error or type(error).__name__)
+        await self._in_chunks(self._set_chunk, list(frames.items()), "set")
 
     async def delete(self, key: str) -> bool:
         """True when the key is not in the cache afterwards."""

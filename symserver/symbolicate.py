@@ -23,7 +23,7 @@ from symcommon.requests import Job
 from symcommon.responses import JobAnswers, ModuleAnswer
 from symserver.diskcache_client import DiskCacheDown, DiskCacheUnavailable
 from symcommon.recentframes import RecentFrames
-from symserver.framecache import CachedFrame, FrameCache, encode, frame_key
+from symserver.framecache import CachedFrame, FrameCache, frame_key
 from symserver.sharding import DiskCacheFleet
 
 log = logging.getLogger("symserver.symbolicate")
@@ -120,7 +120,7 @@ class Symbolicator:
             found.update(fresh_by_key)
             if fresh:
                 self.recent.put_many(fresh_by_key)
-                await self.frames.set_many({frame_key(*lookup): encode(*value) for lookup, value in fresh.items()})
+                await self.frames.set_many({frame_key(*lookup): value for lookup, value in fresh.items()})
         for names, frames in job_frames:
             answers = JobAnswers()
             modules, symbols = answers.modules, answers.symbols
