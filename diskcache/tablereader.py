@@ -172,11 +172,17 @@ class SymbolTable:
         if not chain:
             return FrameInfo(name, offset - address, size, file, line)
         inlines = []
+        line_record_file = file
         # The deepest frame has the line record's position; each shallower frame (and
         # finally the FUNC) is at the call site recorded by the inline one level deeper.
+        # An older-format INLINE names no call-site file: its call site keeps the line
+        # record's file, as in Breakpad's processor.
         for record, origin_name in reversed(chain):
             inlines.append(InlineFrame(origin_name, file, line))
-            file = self._file_name(record.call_file)
+            if record.call_file is None:
+                file = line_record_file
+            else:
+                file = self._file_name(record.call_file) if record.call_file >= 0 else None
             line = record.call_line if file is not None else None
         return FrameInfo(name, offset - address, size, file, line, tuple(inlines))
 

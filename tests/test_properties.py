@@ -101,6 +101,11 @@ record_lines = st.one_of(
               st.integers(0, 3).map(str), small, small, small, ranges),
     st.builds(lambda n, p: f"FILE {n} {p}", small, names),
     st.builds(lambda n, p: f"INLINE_ORIGIN {n} {p}", small, names),
+    # the older inline formats (no call-site file; an origin's file number, or -1, before its name)
+    st.builds(lambda d, cl, o, r: "INLINE " + " ".join([d, cl, o] + [x for pair in r for x in pair]),
+              st.integers(0, 3).map(str), small, small, ranges),
+    st.builds(lambda n, f, p: f"INLINE_ORIGIN {n} {f} {p}", small, st.sampled_from(["-1", "0", "3", "-", "-2"]),
+              names),
     st.sampled_from(["STACK CFI INIT 10 10 .cfa: $rsp 8 +", "STACK WIN 4 10 10 0 0 0 0 0 0 1", "FUNC 0 junkline",
                      "garbage", "", "INFO CODE_ID ABC code.dll", "INFO CODE_ID", "MODULE again x y z",
                      "0x10 10 1 1", "1_0 10 1 1", "FUNC", "PUBLIC", "INLINE 0 1 1 1 10", "\u00e9\u00e8 \t x"]),
@@ -144,8 +149,10 @@ def test_gigantic_names_and_absurd_sizes():
     process_symbol_file(io.BytesIO(text), sink)
     table = SymbolTable(sink.getvalue())
     found = table.lookup(0x20)
-    assert found.function == name and found.file == name and found.line == 1
-    assert table.lookup(0xFFFFFFFFFFFFFFFF).function == name  # the huge FUNC covers it
+    cut = name[:64 * 1024] + "\u2026[truncated]"  # names are capped at 64 KiB (README, Hardening)
+    assert found.function == cut and found.file == cut and found.line == 1
+    assert table.lookup(0xFFFFFFFFFFFFFFFF).function == cut  # the huge FUNC covers it
+    assert ReferenceModule.from_bytes(text).lookup(0x20) == found.as_dict()
 
 
 def test_empty_and_header_only_files():
