@@ -54,7 +54,7 @@ class InlineFrame:
         answer: dict[str, Any] = {"function": self.function}
         if self.file is not None:
             answer["file"] = self.file
-            if self.line is not None:
+            if self.line:  # line 0 means "no line" in Breakpad; Mozilla's service leaves it out
                 answer["line"] = self.line
         return answer
 
@@ -92,8 +92,8 @@ class FrameInfo:
         if self.function_size is not None:
             answer["function_size"] = hex(self.function_size)
         if self.file is not None:
-            answer["file"] = self.file
-            if self.line is not None:
+            answer["file"] = self.file  # exactly as the FILE record wrote it: "..", "./", "\\" kept
+            if self.line:  # line 0 means "no line" in Breakpad; Mozilla's service leaves it out
                 answer["line"] = self.line
         if self.inlines:
             answer["inlines"] = [inline.to_v5() for inline in self.inlines]

@@ -1,10 +1,11 @@
 """SymServer's lookup path: the recent-frames LRU, then memcached, then the DiskCache for the
 misses; then fill both caches.
 
-However many jobs and frames a request has, it costs at most one memcached ``get_multi``,
-one request to each DiskCache holding a missed module (sent at once; see
-:mod:`symserver.sharding`) and one ``set_multi``, and none of them when the recent-frames LRU
-has every frame.  The fill is awaited (bounded by the memcached timeout) so that a client
+However many jobs a request has, it costs at most one memcached ``get_multi`` per
+:data:`~symserver.framecache.CHUNK_KEYS` frames, one request to each DiskCache holding a
+missed module (sent at once; see :mod:`symserver.sharding`) and one ``set_multi`` per
+``CHUNK_KEYS`` fresh frames, and none of them when the recent-frames LRU has every frame.
+The fill is awaited (each chunk bounded by the memcached timeout) so that a client
 repeating a request at once is answered from the caches.
 """
 
