@@ -306,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         start_all(config, pid_dir, args.timeout)
     except StartError as error:
         say(f"error: {error}")
+        if any(running_process(program, pid_dir) for program in PROGRAMS):
+            say(f"the programs that did start are still running; stop them with: {stop_command(pid_dir)}")
         return 1
     if args.symbols:
         print(profiler_instructions(config["SymServer"], args.symbols, pid_dir), flush=True)

@@ -108,6 +108,9 @@ def test_a_server_that_cannot_start_is_named_with_its_log(make_trio, symbol_stor
     assert time.monotonic() - started < 15
     assert server in result.stdout
     assert str(trio.workdir / f"{server}.log") in result.stdout
+    # what did start (memcached, and the DiskCache before SymServer) is still running: say how to stop it
+    stop_lines = [line for line in result.stdout.splitlines() if "--stop" in line]
+    assert stop_lines and all(f"--pidDir {trio.pid_dir}" in line for line in stop_lines)
 
 
 def quickstart(*args: str, cwd=None) -> subprocess.CompletedProcess:
