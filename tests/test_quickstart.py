@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from harness import REPO, free_port
+from harness import REPO, free_port, sample_request
 from symcommon.config import ConfigError, load_config
 
 
@@ -325,12 +325,25 @@ def test_a_local_build_on_chosen_ports_says_how_to_stop_it(tmp_path):
     assert not list(pid_dir.glob("*.pid"))
 
 
-@pytest.mark.parametrize("processes", [1, 2])
-def test_symserver_listens_where_listen_address_says(make_trio, symbol_store, processes):
-    trio = make_trio([symbol_store.url("plain")], {"SymServer": {"listenAddress": "127.0.0.1",
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("address,processes", [("127.0.0.1", 1), ("127.0.0.1", 2), ("::1", 2)])
+def test_symserver_listens_where_listen_address_says(make_trio, symbol_store, address, processes):
+    if ":" in address and not ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
+    trio = make_trio([symbol_store.url("plain")], {"SymServer": {"listenAddress": address,
                                                                  "processes": processes}})
-    assert requests.get(trio.url("SymServer", "/__lbheartbeat__"), timeout=10).status_code == 200
-    assert listening_addresses(trio.pid("SymServer"), trio.symserver_port) == {"127.0.0.1"}
+    host = f"[{address}]" if ":" in address else address
+    reply = requests.post(f"http://{host}:{trio.symserver_port}/symbolicate/v4", json=sample_request(), timeout=30)
+    assert reply.json()["symbolicatedStacks"][0][0] == "XREMain::XRE_mainRun() (in xul.pdb)"
+    assert listening_addresses(trio.pid("SymServer"), trio.symserver_port) == {address}  # every process
     assert listening_addresses(trio.pid("DiskCache"), trio.diskcache_port) == {"127.0.0.1"}
 
 
