@@ -307,9 +307,12 @@ def test_v5_agrees_with_the_reference_on_a_large_generated_module(make_trio, sym
                     if expected["function_size"] is not None:
                         want["function_size"] = hex(expected["function_size"])
                     if expected["file"] is not None:
-                        want.update(file=expected["file"], line=expected["line"])
+                        want["file"] = expected["file"]
+                        if expected["line"]:  # a line of 0 is left out
+                            want["line"] = expected["line"]
                     if expected["inlines"]:
-                        want["inlines"] = [{k: v for k, v in i.items() if v is not None} for i in expected["inlines"]]
+                        want["inlines"] = [{k: v for k, v in i.items() if v is not None and not (k == "line" and v == 0)}
+                                           for i in expected["inlines"]]
                         with_inlines += 1
                 assert frame == want, (attempt, hex(offset))
                 checked += 1
