@@ -1,30 +1,56 @@
-"""Downloads symbol files from the configured symbol stores, in order.
+"""Downloads symbol files from the configured symbol stores, in order, whatever the stores do.
 
-Blocking (``requests``), so the DiskCache runs it in a thread.  The body is decoded (gzip,
-deflate) and streamed to a file as it arrives; memory does not grow with the file.  A 404
-(or 403, which S3-backed stores send for missing keys) moves on to the next store; a 5xx or
-a network error is retried ``retries`` times, ``retryDelayMs`` apart, before moving on.
+Blocking (``http.client`` on sockets of our own), so the DiskCache runs it in threads of its
+own.  The body is decoded (gzip, deflate) in bounded pieces and streamed to a file as it
+arrives; memory does not grow with the file.  A 404 (or 403, which S3-backed stores send for
+missing keys) moves on to the next store; a 5xx or a network error is retried ``retries``
+times, ``retryDelayMs`` apart, before moving on.
+
+A store is not trusted to behave:
+
+* ``downloadTimeoutSeconds`` bounds a module's whole download by the wall clock: a watchdog
+  shuts the socket down at the deadline, so a store trickling one byte at a time (which no
+  per-read timeout notices) is cut off like a hanging one.  Shutdown aborts downloads the
+  same way.
+* ``maxSymbolFileMB`` caps the decoded bytes: a small gzip body that inflates without end is
+  abandoned (and its partial file removed) as soon as it passes the cap.
+* Redirects (stores send their files from a storage host) are followed, at most
+  ``MAX_REDIRECTS`` of them, to http(s) only, and never to a loopback, private, link-local,
+  multicast, reserved or unspecified address unless it is the configured store's own host and
+  port.  The address checked is the one the socket is connected to, so a name that resolves
+  differently the second time (DNS rebinding) gains nothing.
 """
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import logging
+import socket
+import ssl
+import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
+from urllib.parse import SplitResult, urljoin, urlsplit
 
-import requests
-
+from diskcache.lru import open_new
 from symcommon.logs import printable
 from symcommon.modules import ModuleId
 
 log = logging.getLogger("diskcache.fetcher")
 
 CONNECT_TIMEOUT_SECONDS = 10.0
-READ_TIMEOUT_SECONDS = 30.0
+READ_TIMEOUT_SECONDS = 30.0  # per read; the watchdog bounds the whole download
 CHUNK_BYTES = 256 * 1024
+DECODED_PIECE_BYTES = 1024 * 1024  # at most this much decoded output is held at once
 PROGRESS_INTERVAL_SECONDS = 5.0  # big downloads say how far they are, at most this often
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 USER_AGENT = "symbolication-server/1.0 (+DiskCache)"
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass
@@ -32,11 +58,13 @@ class FetchResult:
     """How a download went: ``url`` is set when the file was written to the destination."""
 
     url: str | None = None
+    final_url: str | None = None  # where the file came from after redirects
     bytes: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
     failure_reasons: list[str] = field(default_factory=list)  # one per failed attempt, for metrics
     restarted: bool = False  # an attempt failed after writing some of the file
+    too_large: bool = False  # abandoned past maxSymbolFileMB
 
     @property
     def found(self) -> bool:
@@ -48,99 +76,429 @@ class _Retryable(Exception):
 
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
-        self.reason = reason  # a short fixed word: http_5xx, timeout, connection, body, ...
+        self.reason = reason  # a short fixed word: http_status, timeout, connection, truncated, ...
+
+
+class _Refused(Exception):
+    """The store sent us somewhere we do not go (a redirect to a private address, a file: URL,
+    too many redirects): not retried, the next store is tried."""
+
+
+class _TooLarge(Exception):
+    """The decoded file passed maxSymbolFileMB: no store is tried further."""
+
+
+class DiskError(OSError):
+    """The download could not be written here (not the store's fault: not retried)."""
+
+
+class _Aborted(Exception):
+    """The DiskCache is shutting down."""
+
+
+class _Watch:
+    """One download's socket, shut down by a timer at the deadline (or by shutdown)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._finished = False
+        self.fired = False
+
+    def attach(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socket = sock
+            fired = self.fired
+        if fired:
+            self.fire()
+
+    def fire(self) -> None:
+        """Shut the socket down: a read blocked on it returns at once."""
+        with self._lock:
+            self.fired = True
+            if self._socket is None or self._finished:
+                return
+            try:
+                # the base class's shutdown also works on an SSL socket without touching its TLS state
+                socket.socket.shutdown(self._socket, socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+    def finish(self) -> None:
+        with self._lock:
+            self._finished = True
 
 
 class SymbolFetcher:
+    """Downloads one module from one store at a time; the caller goes through the stores
+    (see :meth:`fetch_from`) and bounds how many downloads each store gets at once."""
+
     def __init__(self, urls: list[str], retries: int, retry_delay_ms: int,
-                 timeout_seconds: float) -> None:
+                 timeout_seconds: float, max_bytes: int | None = None) -> None:
         self.urls = urls
         self.retries = retries
         self.retry_delay = retry_delay_ms / 1000
         self.timeout = timeout_seconds
+        self.max_bytes = max_bytes
+        self._closing = threading.Event()
+        self._watches: set[_Watch] = set()
+        self._lock = threading.Lock()
+        self._tls = _tls_context()
 
     def url_for(self, base: str, module: ModuleId) -> str:
         return base.rstrip("/") + "/" + module.store_path
 
     def fetch(self, module: ModuleId, destination: Path) -> FetchResult:
-        """Try each store in order; on success the decoded file is at ``destination``."""
+        """Try each store in order, one after the other, in this thread."""
         result = FetchResult()
         started = time.monotonic()
         deadline = started + self.timeout
-        with requests.Session() as session:
-            session.headers["User-Agent"] = USER_AGENT
-            for base in self.urls:
-                url = self.url_for(base, module)
-                for attempt in range(self.retries + 1):
-                    if time.monotonic() >= deadline:
-                        result.errors.append(f"{url}: gave up after {self.timeout:.0f}s")
-                        result.failure_reasons.append("timeout")
-                        break
-                    try:
-                        size = self._download(session, url, destination, deadline)
-                    except _Retryable as error:
-                        if destination.exists() and destination.stat().st_size:
-                            result.restarted = True
-                        result.errors.append(f"{url}: {error}")
-                        result.failure_reasons.append(error.reason)
-                        log.warning("fetching %s failed (attempt %d of %d): %s", printable(url),
-                                    attempt + 1, self.retries + 1, printable(error))
-                        if attempt < self.retries:
-                            time.sleep(min(self.retry_delay, max(deadline - time.monotonic(), 0)))
-                        continue
-                    if size is None:
-                        break  # not in this store: next one
-                    result.url, result.bytes = url, size
-                    result.seconds = time.monotonic() - started
-                    log.info("downloaded %s: %d bytes in %.2fs", printable(url), size, result.seconds)
-                    return result
+        for base in self.urls:
+            if self.fetch_from(base, module, destination, deadline, result):
+                break
         result.seconds = time.monotonic() - started
         return result
 
-    def _download(self, session: requests.Session, url: str, destination: Path,
-                  deadline: float) -> int | None:
-        """The decoded size written, or None when the store does not have the file."""
-        read_timeout = max(min(READ_TIMEOUT_SECONDS, deadline - time.monotonic()), 0.1)
+    def fetch_from(self, base: str, module: ModuleId, destination: Path, deadline: float,
+                   result: FetchResult) -> bool:
+        """Try one store (with retries) before ``deadline``, recording into ``result``.
+
+        True when no further store should be tried: the file is at ``destination``
+        (``result.url`` set), it is too large, or the DiskCache is shutting down.
+        """
+        url = self.url_for(base, module)
+        started = time.monotonic()
+        for attempt in range(self.retries + 1):
+            if time.monotonic() >= deadline:
+                result.errors.append(f"{url}: gave up after {self.timeout:.0f}s")
+                result.failure_reasons.append("timeout")
+                return False
+            try:
+                size, final_url = self._download(base, url, destination, deadline)
+            except _Retryable as error:
+                if destination.exists() and destination.stat().st_size:
+                    result.restarted = True
+                result.errors.append(f"{url}: {error}")
+                result.failure_reasons.append(error.reason)
+                log.warning("fetching %s failed (attempt %d of %d): %s", printable(url),
+                            attempt + 1, self.retries + 1, printable(error))
+                if attempt < self.retries:
+                    self._closing.wait(min(self.retry_delay, max(deadline - time.monotonic(), 0)))
+                continue
+            except _Refused as error:
+                result.errors.append(f"{url}: {error}")
+                result.failure_reasons.append("refused")
+                log.warning("not following %s: %s", printable(url), printable(error))
+                return False
+            except _TooLarge as error:
+                destination.unlink(missing_ok=True)
+                result.errors.append(f"{url}: {error}")
+                result.failure_reasons.append("too_large")
+                result.too_large = True
+                log.warning("abandoned %s: %s", printable(url), printable(error))
+                return True
+            except _Aborted:
+                result.errors.append(f"{url}: aborted, the DiskCache is stopping")
+                result.failure_reasons.append("aborted")
+                return True
+            if size is None:
+                return False  # not in this store: next one
+            result.url, result.final_url, result.bytes = url, final_url, size
+            log.info("downloaded %s: %d bytes in %.2fs%s", printable(url), size,
+                     time.monotonic() - started,
+                     f", from {printable(final_url)}" if final_url != url else "")
+            return True
+        return False
+
+    def abort_all(self) -> None:
+        """Shut down every download's socket now, and start no new one (shutdown)."""
+        self._closing.set()
+        with self._lock:
+            watches = list(self._watches)
+        for watch in watches:
+            watch.fire()
+
+    # -- one attempt ------------------------------------------------------------------------------
+
+    def _download(self, base: str, url: str, destination: Path,
+                  deadline: float) -> tuple[int | None, str]:
+        """The decoded size written (None when the store does not have the file) and the final URL."""
+        if self._closing.is_set():
+            raise _Aborted()
+        watch = _Watch()
+        timer = threading.Timer(max(deadline - time.monotonic(), 0), watch.fire)
+        timer.daemon = True
+        with self._lock:
+            self._watches.add(watch)
+        timer.start()
         try:
-            with session.get(url, stream=True,
-                             timeout=(CONNECT_TIMEOUT_SECONDS, read_timeout)) as response:
-                if response.status_code in (403, 404):
-                    return None
-                if response.status_code >= 500 or response.status_code == 429:
-                    raise _Retryable(f"HTTP {response.status_code}", "http_status")
-                if response.status_code != 200:
+            found = self._follow(base, url, destination, deadline, watch)
+            if watch.fired:  # cut off at the deadline: what came may look complete but is not
+                raise _Retryable("cut off", "timeout")
+            return found
+        except _Retryable:
+            if watch.fired:
+                self._raise_if_closing()
+                raise _Retryable(f"download took longer than the timeout ({self.timeout:g}s)",
+                                 "timeout") from None
+            raise
+        finally:
+            timer.cancel()
+            watch.finish()
+            with self._lock:
+                self._watches.discard(watch)
+
+    def _raise_if_closing(self) -> None:
+        if self._closing.is_set():
+            raise _Aborted()
+
+    def _follow(self, base: str, url: str, destination: Path, deadline: float,
+                watch: _Watch) -> tuple[int | None, str]:
+        store = urlsplit(base)
+        store_origin = (store.hostname or "", store.port or DEFAULT_PORTS.get(store.scheme, 0))
+        current = url
+        for hop in range(MAX_REDIRECTS + 1):
+            parts = urlsplit(current)
+            if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+                raise _Refused(f"{printable(current, 200)} is not an http(s) URL")
+            try:
+                port = parts.port or DEFAULT_PORTS[parts.scheme]
+            except ValueError:
+                raise _Refused(f"{printable(current, 200)} has a bad port") from None
+            own_store = (parts.hostname, port) == store_origin
+            connection = self._connect(parts, port, own_store, deadline, watch)
+            try:
+                response = self._request(connection, parts)
+                if response.status in REDIRECT_STATUSES:
+                    location = response.getheader("Location")
+                    if not location:
+                        raise _Retryable(f"HTTP {response.status} without a Location", "http_status")
+                    current = urljoin(current, location.strip())
+                    log.info("%s redirects to %s", printable(url), printable(current, 300))
+                    continue
+                if response.status in (403, 404):
+                    return None, current
+                if response.status >= 500 or response.status == 429:
+                    raise _Retryable(f"HTTP {response.status}", "http_status")
+                if response.status != 200:
                     log.warning("%s answered HTTP %d; trying the next store",
-                                printable(url), response.status_code)
-                    return None
-                size = 0
-                started = last_report = time.monotonic()
-                expected = response.headers.get("Content-Length", "")
-                total = f" of {int(expected) / 1e6:.1f} MB" if expected.isdigit() and \
-                    "Content-Encoding" not in response.headers else ""
-                with open(destination, "wb") as file:
-                    for chunk in response.iter_content(CHUNK_BYTES):
-                        file.write(chunk)
-                        size += len(chunk)
-                        now = time.monotonic()
-                        if now > deadline:
-                            raise _Retryable("download took longer than the timeout", "timeout")
-                        if now - last_report >= PROGRESS_INTERVAL_SECONDS:
-                            last_report = now
-                            log.info("downloading %s: %.1f MB%s so far, %.2f MB/s", printable(url),
-                                     size / 1e6, total, size / 1e6 / (now - started))
-                return size
-        except requests.RequestException as error:
-            raise _Retryable(f"{type(error).__name__}: {error}", _reason(error)) from error
+                                printable(current), response.status)
+                    return None, current
+                return self._save(response, current, destination, deadline), current
+            except DiskError:
+                raise
+            except (http.client.IncompleteRead, http.client.HTTPException, OSError) as error:
+                raise _Retryable(f"{type(error).__name__}: {error}", _reason(error)) from error
+            finally:
+                connection.close()
+        raise _Refused(f"more than {MAX_REDIRECTS} redirects")
+
+    def _connect(self, parts: SplitResult, port: int, own_store: bool, deadline: float,
+                 watch: _Watch) -> http.client.HTTPConnection:
+        """A connection whose socket is already connected to an address we accept."""
+        host = parts.hostname or ""
+        try:
+            addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as error:
+            raise _Retryable(f"cannot resolve {printable(host)}: {error}", "connection") from error
+        refused, failure = [], None
+        for family, kind, protocol, _, address in addresses:
+            if not own_store and not admitted(address[0]):
+                refused.append(address[0])
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _Retryable("connecting took longer than the timeout", "timeout")
+            sock = socket.socket(family, kind, protocol)
+            watch.attach(sock)
+            try:
+                sock.settimeout(min(CONNECT_TIMEOUT_SECONDS, left))
+                sock.connect(address)
+                peer = sock.getpeername()[0]
+                if not own_store and not admitted(peer):  # what we are really connected to
+                    raise _Refused(f"{printable(host)} connected to {peer}, a loopback, private or "
+                                   "link-local address")
+                sock.settimeout(max(min(READ_TIMEOUT_SECONDS, deadline - time.monotonic()), 0.01))
+                if parts.scheme == "https":
+                    sock = self._tls.wrap_socket(sock, server_hostname=host)
+                    watch.attach(sock)
+                    connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                        host, port, context=self._tls)
+                else:
+                    connection = http.client.HTTPConnection(host, port)
+                connection.sock = sock
+                return connection
+            except OSError as error:
+                sock.close()
+                failure = error
+            except _Refused:
+                sock.close()
+                raise
+        if failure is not None:
+            raise _Retryable(f"cannot connect to {printable(host)}:{port}: {failure}", _reason(failure))
+        if refused:
+            raise _Refused(f"{printable(host)} is a loopback, private or link-local address "
+                           f"({', '.join(refused[:3])}) and not the store's own host")
+        raise _Retryable(f"{printable(host)} has no address", "connection")
+
+    def _request(self, connection: http.client.HTTPConnection, parts: SplitResult) -> http.client.HTTPResponse:
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            connection.putrequest("GET", target, skip_accept_encoding=True)
+        except (http.client.InvalidURL, ValueError) as error:
+            raise _Refused(f"bad URL: {error}") from error
+        connection.putheader("User-Agent", USER_AGENT)
+        connection.putheader("Accept-Encoding", "gzip, deflate")
+        connection.putheader("Accept", "*/*")
+        connection.putheader("Connection", "close")
+        connection.endheaders()
+        return connection.getresponse()
+
+    def _save(self, response: http.client.HTTPResponse, url: str, destination: Path,
+              deadline: float) -> int:
+        """Decode the body into ``destination``; its decoded size."""
+        encoding = (response.getheader("Content-Encoding") or "").strip().lower()
+        decoder = _Decoder(encoding)
+        expected = response.getheader("Content-Length", "") or ""
+        if (self.max_bytes is not None and decoder.identity and expected.isdigit()
+                and int(expected) > self.max_bytes):
+            raise _TooLarge(f"it declares {int(expected)} bytes, more than maxSymbolFileMB "
+                            f"({self.max_bytes // (1024 * 1024)} MB)")
+        total = f" of {int(expected) / 1e6:.1f} MB" if expected.isdigit() and decoder.identity else ""
+        size = 0
+        started = last_report = time.monotonic()
+        try:
+            file = open_new(destination)  # in the cache's .tmp: never through a link
+        except OSError as error:
+            raise DiskError(error.errno, f"cannot write {destination.name}: {error.strerror}") from error
+        with file:
+            while True:
+                chunk = response.read1(CHUNK_BYTES)
+                if not chunk:
+                    break
+                for piece in decoder.feed(chunk):
+                    size += len(piece)
+                    self._check_size(size)
+                    _write(file, piece)
+                now = time.monotonic()
+                if now > deadline:
+                    raise _Retryable("download took longer than the timeout", "timeout")
+                if now - last_report >= PROGRESS_INTERVAL_SECONDS:
+                    last_report = now
+                    log.info("downloading %s: %.1f MB%s so far, %.2f MB/s", printable(url),
+                             size / 1e6, total, size / 1e6 / (now - started))
+            if response.length:  # http.client counts down what Content-Length still owes
+                raise _Retryable(f"the body ended {response.length} bytes early", "truncated")
+            decoder.finish()
+        return size
+
+    def _check_size(self, size: int) -> None:
+        if self.max_bytes is not None and size > self.max_bytes:
+            raise _TooLarge(f"it decodes to more than maxSymbolFileMB "
+                            f"({self.max_bytes // (1024 * 1024)} MB)")
 
 
-def _reason(error: requests.RequestException) -> str:
+class _Decoder:
+    """Content-Encoding decoding whose output comes in pieces of bounded size, so a body that
+    inflates a thousandfold never sits whole in memory."""
+
+    def __init__(self, encoding: str) -> None:
+        self.identity = encoding in ("", "identity")
+        self._gzip = encoding in ("gzip", "x-gzip")
+        self._head = b""  # deflate: the first bytes, until we know whether they have a zlib header
+        if self.identity:
+            self._inflate = None
+        elif self._gzip:
+            self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._inflate = None  # chosen once two bytes are here
+        else:
+            raise _Retryable(f"unsupported Content-Encoding {printable(encoding, 40)!r}", "decoding")
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if self.identity:
+            yield data
+            return
+        if self._inflate is None:  # deflate: zlib-wrapped (as the standard says) or raw (as some send)
+            self._head += data
+            if len(self._head) < 2:
+                return
+            data, self._head = self._head, b""
+            wrapped = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            self._inflate = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+        yield from self._run(data)
+
+    def _run(self, data: bytes) -> Iterator[bytes]:
+        assert self._inflate is not None
+        pending = data
+        while True:
+            try:
+                out = self._inflate.decompress(pending, DECODED_PIECE_BYTES)
+            except zlib.error as error:
+                raise _Retryable(f"cannot decode the body: {error}", "decoding") from error
+            if out:
+                yield out
+            if self._inflate.eof:
+                rest = self._inflate.unused_data
+                if self._gzip and rest.strip(b"\0"):  # another gzip member follows
+                    self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    pending = rest
+                    continue
+                return  # anything after the end is ignored
+            pending = self._inflate.unconsumed_tail
+            if not pending and len(out) < DECODED_PIECE_BYTES:
+                return
+
+    def finish(self) -> None:
+        """The end of the body: a compressed stream must be complete."""
+        if self.identity:
+            return
+        if self._inflate is None:
+            if self._head:
+                raise _Retryable("the compressed body is too short", "decoding")
+            return  # an empty deflate body: an empty file
+        if not self._inflate.eof:
+            raise _Retryable("the compressed body ended early", "truncated")
+
+
+def _write(file: object, data: bytes) -> None:
+    try:
+        file.write(data)  # type: ignore[attr-defined]
+    except OSError as error:
+        raise DiskError(error.errno, f"cannot write the download: {error.strerror}") from error
+
+
+def admitted(address: str) -> bool:
+    """Whether a redirect may take us to ``address``: not loopback, private, link-local,
+    multicast, reserved or unspecified (IPv4-mapped IPv6 judged as the IPv4 inside).
+
+    100.64.0.0/10 (carrier-grade NAT's shared space) is none of these for Python's
+    ``ipaddress`` and is admitted, like any public address.
+    """
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    ip = mapped or ip
+    return not (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast
+                or ip.is_reserved or ip.is_unspecified)
+
+
+def _tls_context() -> ssl.SSLContext:
+    try:
+        import certifi  # the CA bundle requests used; the system's otherwise
+        return ssl.create_default_context(cafile=certifi.where())
+    except (ImportError, OSError, ssl.SSLError):
+        return ssl.create_default_context()
+
+
+def _reason(error: BaseException) -> str:
     """A metric label for a failed download, from a short fixed list."""
-    if isinstance(error, requests.Timeout):
+    if isinstance(error, TimeoutError):
         return "timeout"
-    if isinstance(error, requests.exceptions.ContentDecodingError):
-        return "decoding"
-    if isinstance(error, (requests.exceptions.ChunkedEncodingError, requests.exceptions.StreamConsumedError)):
+    if isinstance(error, http.client.IncompleteRead):
         return "truncated"
-    if isinstance(error, requests.ConnectionError):
+    if isinstance(error, (ConnectionError, OSError)):
         return "connection"
     return "other"

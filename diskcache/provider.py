@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from diskcache.fetcher import SymbolFetcher
-from diskcache.lru import RAW, TABLE, CacheEntry, DiskLRU, discard
+from diskcache.fetcher import FetchResult, SymbolFetcher
+from diskcache.lru import RAW, TABLE, CacheEntry, DiskLRU, discard, open_new
 from diskcache.processing import Processor
-from diskcache.symfile import NotASymbolFile, ProcessStats
+from diskcache.symfile import ModuleMismatch, NotASymbolFile, ProcessStats
 from diskcache.tableformat import TableFormatError
 from diskcache.tablereader import SymbolTable
 from symcommon.logs import printable
@@ -40,6 +41,15 @@ RECENT_FRAMES = 50_000
 MB = 1024 * 1024
 
 
+class FetchBudget:
+    """How many more modules one request may cause to be fetched from the symbol stores."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+        self.counted: set[ModuleId] = set()
+        self.deferred = 0
+
+
 class SymbolProvider:
     """Finds (fetching and processing when needed) the table for a module."""
 
@@ -48,12 +58,20 @@ class SymbolProvider:
                            on_evict=self._forget_open)
         self.local_dirs = [Path(d) for d in section["localSymbolDirs"]]
         self.fetcher = SymbolFetcher(section["symbolURLs"], section["retries"],
-                                     section["retryDelayMs"], section["downloadTimeoutSeconds"])
+                                     section["retryDelayMs"], section["downloadTimeoutSeconds"],
+                                     section["maxSymbolFileMB"] * MB)
         self.processor = Processor(section["processWorkers"])
         self.missing_ttl = section["missingModuleTTLSeconds"]
+        self.max_fetches = section["maxFetchesPerRequest"]
+        self.max_answer_bytes = section["maxAnswerMB"] * MB
+        # Opening tables, lookups and the heartbeat: never used by downloads, which have their
+        # own threads, at most ``downloadsPerStore`` per store, so slow stores starve nothing.
         self.threads = ThreadPoolExecutor(8, thread_name_prefix="diskcache-io")
+        self._store_slots = {url: asyncio.Semaphore(section["downloadsPerStore"])
+                             for url in section["symbolURLs"]}
         self._open: OrderedDict[ModuleId, SymbolTable] = OrderedDict()
-        self._local: OrderedDict[Path, tuple[int, int, SymbolTable]] = OrderedDict()
+        # a local file's mtime, size and table (None: the file is another module's symbols)
+        self._local: OrderedDict[Path, tuple[int, int, SymbolTable | None]] = OrderedDict()
         self._missing: dict[ModuleId, float] = {}
         self._inflight: dict[Any, asyncio.Future] = {}
         self._loads: dict[ModuleId, dict[str, Any]] = {}
@@ -83,6 +101,7 @@ class SymbolProvider:
         self.processor.warm_up()
 
     async def close(self) -> None:
+        self.fetcher.abort_all()  # downloads in flight end now; their threads are daemons anyway
         self.processor.shutdown()
         self.threads.shutdown(wait=False, cancel_futures=True)
 
@@ -176,13 +195,19 @@ class SymbolProvider:
         if known is not None and known[:2] == (stat.st_mtime_ns, stat.st_size):
             self._local.move_to_end(path)
             return known[2]
-        table = await self._process_to_table(path, module, keep=False)
-        if table is not None:
-            if known is not None:
+        wrong_module = False
+        try:
+            table = await self._process_to_table(path, module, keep=False)
+        except ModuleMismatch:  # remembered, so the unchanged file is not processed or logged again
+            table, wrong_module = None, True
+        if table is not None or wrong_module:
+            if known is not None and known[2] is not None:
                 known[2].release_caches()  # the rebuilt file's old table
             self._local[path] = (stat.st_mtime_ns, stat.st_size, table)
             if len(self._local) > LOCAL_TABLES:
-                self._local.popitem(last=False)[1][2].release_caches()
+                dropped = self._local.popitem(last=False)[1][2]
+                if dropped is not None:
+                    dropped.release_caches()
         return table
 
     async def _process_to_table(self, source: Path, module: ModuleId, keep: bool,
@@ -191,11 +216,12 @@ class SymbolProvider:
         """Process ``source``; ``keep`` adds the table to the cache, else it lives in memory only.
 
         ``processing``: already under way (a followed download) and writing ``destination``.
+        Raises :class:`ModuleMismatch` (logged here) if the file is another module's symbols.
         """
         destination = destination or self.lru.temporary_path(module.cache_stem, "table")
         started = time.monotonic()
         try:
-            stats = await (processing or self.processor.process(source, destination))
+            stats = await (processing or self.processor.process(source, destination, module.debug_id))
             loop = asyncio.get_running_loop()
             if keep:
                 entry = self.lru.add(module, TABLE, destination)
@@ -203,6 +229,10 @@ class SymbolProvider:
                 self._keep_open(module, table)
             else:  # stays mapped after the unlink below
                 table = await loop.run_in_executor(self.threads, SymbolTable.open, destination)
+        except ModuleMismatch as error:
+            log.warning("symbols for %s are another module's: %s; answering as unknown",
+                        printable(module), printable(str(error)))
+            raise
         except NotASymbolFile as error:
             log.warning("symbols for %s are not a symbol file: %s", printable(module), error)
             self._processing_failures.inc()
@@ -239,7 +269,8 @@ class SymbolProvider:
         download = self.lru.temporary_path(module.cache_stem, "download")
         end_marker = download.with_name(download.name + ".end")
         destination = self.lru.temporary_path(module.cache_stem, "table")
-        following = self.processor.follow(download, end_marker, destination, self.fetcher.timeout)
+        following = self.processor.follow(download, end_marker, destination, self.fetcher.timeout,
+                                          module.debug_id)
         try:
             result = await self._download(module, download)
             usable = result is not None and not result.restarted
@@ -259,14 +290,16 @@ class SymbolProvider:
             if table is None:
                 self._remember_missing(module)
             return table
+        except ModuleMismatch:  # not this module's symbols: not found, and not fetched again soon
+            self._remember_missing(module)
+            return None
         finally:
             discard(download)
             discard(end_marker)
 
     async def _download(self, module: ModuleId, destination: Path) -> Any:
-        loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self.threads, self.fetcher.fetch, module, destination)
+            result = await self._fetch(module, destination)
         except OSError as error:
             log.error("cannot write the download of %s: %s", module, error)
             self._download_failures.labels("disk").inc()
@@ -285,6 +318,30 @@ class SymbolProvider:
                                               "seconds": round(result.seconds, 4)})
         return result
 
+    async def _fetch(self, module: ModuleId, destination: Path) -> FetchResult:
+        """Try the stores in order, each download in a thread of its own once the store has a
+        free slot; ``downloadTimeoutSeconds`` bounds the whole, waiting for a slot included."""
+        result = FetchResult()
+        started = time.monotonic()
+        deadline = started + self.fetcher.timeout
+        for base in self.fetcher.urls:
+            slots = self._store_slots[base]
+            try:
+                await asyncio.wait_for(slots.acquire(), max(deadline - time.monotonic(), 0.001))
+            except asyncio.TimeoutError:
+                result.errors.append(f"{base}: no free download slot within {self.fetcher.timeout:g}s")
+                result.failure_reasons.append("timeout")
+                break
+            try:
+                done = await _in_daemon_thread(self.fetcher.fetch_from, base, module, destination,
+                                               deadline, result)
+            finally:
+                slots.release()
+            if done:
+                break
+        result.seconds = time.monotonic() - started
+        return result
+
     def _remember_missing(self, module: ModuleId) -> None:
         if self.missing_ttl <= 0:
             return
@@ -299,7 +356,10 @@ class SymbolProvider:
         entry = self.lru.get(module, RAW)
         if entry is None:
             return None
-        return await self._process_to_table(entry.path, module, keep=True)
+        try:
+            return await self._process_to_table(entry.path, module, keep=True)
+        except ModuleMismatch:
+            return None
 
     # -- debug actions ----------------------------------------------------------------------
 
@@ -354,15 +414,50 @@ class SymbolProvider:
 
     # -- answering a job ----------------------------------------------------------------------
 
-    async def answer(self, job: Job, debug: dict[str, list] | None = None) -> JobAnswers:
+    def needs_fetch(self, module: ModuleId) -> bool:
+        """Whether answering for ``module`` would ask the symbol stores for it now (it is not
+        cached, not local, not remembered as missing, and no other request is fetching it)."""
+        if self.lru.contains(module, TABLE) or self.lru.contains(module, RAW):
+            return False
+        deadline = self._missing.get(module)
+        if deadline is not None and time.monotonic() < deadline:
+            return False
+        return ("fetch", module) not in self._inflight and self._local_file(module) is None
+
+    def _within_fetch_budget(self, job: Job, frames: set[tuple[int, int]],
+                             budget: FetchBudget) -> list[int]:
+        """The memoryMap indexes to look up: those with frames, except the modules that would
+        be fetched once the request has used up its ``maxFetchesPerRequest`` (the modules with
+        the most frames get the fetches).  The others are not looked up this time: their
+        found_modules is null, and they are not remembered as missing."""
+        uses = Counter(index for index, _ in frames)
+        deferred = set()
+        for index in sorted(uses, key=lambda i: (-uses[i], i)):
+            module = job.memory_map[index].module
+            if module in budget.counted or not self.needs_fetch(module):
+                continue
+            if budget.left > 0:
+                budget.left -= 1
+                budget.counted.add(module)
+            else:
+                deferred.add(index)
+        if deferred:
+            budget.deferred += len(deferred)
+            log.info("%d modules not fetched: more than maxFetchesPerRequest (%d) in one request",
+                     len(deferred), self.max_fetches)
+        return sorted(index for index in uses if index not in deferred)
+
+    async def answer(self, job: Job, debug: dict[str, list] | None = None,
+                     budget: FetchBudget | None = None) -> JobAnswers:
         """Find each referenced module's table and look up every frame of the job.
 
         With ``debug``, the downloads and processing this request caused or waited for are
-        appended to its ``modules_fetched`` and ``modules_processed`` lists.
+        appended to its ``modules_fetched`` and ``modules_processed`` lists.  ``budget``: the
+        fetches the request may still cause, shared by its jobs (else this job's own).
         """
         started = time.monotonic()
         frames = job.frames()
-        indexes = sorted({index for index, _ in frames})
+        indexes = self._within_fetch_budget(job, frames, budget or FetchBudget(self.max_fetches))
         tables = await asyncio.gather(*(self.table(job.memory_map[i].module) for i in indexes))
         by_index = dict(zip(indexes, tables))
         answers = JobAnswers()
@@ -377,7 +472,7 @@ class SymbolProvider:
         # (table token, offset) -> the frames asking for it (a module may be listed twice)
         wanted: dict[tuple[int, int], list[tuple[int, int]]] = {}
         for i, offset in frames:
-            if by_index[i] is not None:
+            if by_index.get(i) is not None:
                 wanted.setdefault((by_index[i].token, offset), []).append((i, offset))  # type: ignore[union-attr]
         recent = self._recent.get_many(wanted)
         for key, info in recent.items():
@@ -429,13 +524,41 @@ def _write_end_marker(path: Path, size: int | None) -> bool:
     """Tell a worker following a download that it is complete (its size) or abandoned."""
     partial = path.with_name(path.name + ".part")
     try:
-        partial.write_text(f"ok {size}" if size is not None else "fail")
+        with open_new(partial) as marker:
+            marker.write((f"ok {size}" if size is not None else "fail").encode())
         partial.replace(path)  # whole or not there: a worker must never read half a marker
     except OSError as error:
         discard(partial)
         log.warning("cannot write %s: %s", printable(path.name), error)
         return False
     return True
+
+
+def _in_daemon_thread(function: Callable[..., Any], *args: Any) -> asyncio.Future:
+    """Run blocking ``function`` in a new daemon thread: a download stuck in a read can never
+    keep the process from exiting (a pool's threads are joined at exit)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if not future.done():
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+    def run() -> None:
+        try:
+            value, error = function(*args), None
+        except BaseException as caught:  # noqa: BLE001 - handed to the awaiting coroutine
+            value, error = None, caught
+        try:
+            loop.call_soon_threadsafe(settle, value, error)
+        except RuntimeError:
+            pass  # the loop is closed: the DiskCache is exiting
+
+    threading.Thread(target=run, name="download", daemon=True).start()
+    return future
 
 
 async def _settle(future: Awaitable[Any]) -> None:

@@ -60,7 +60,6 @@ DEFAULTS: Config = {
         "memcachedServers": ["127.0.0.1:11211"],
         "DiskCacheServer": "127.0.0.1:8888",
         "DiskCacheServers": [],  # several DiskCaches, modules sharded over them; [] = [DiskCacheServer]
-        "DiskCacheServers": [],  # several DiskCaches, modules sharded over them; [] = [DiskCacheServer]
         "maxJobsPerRequest": 10,
         "processes": 1,
         "frameCacheEntries": 50000,
@@ -94,7 +93,6 @@ PATH_KEYS = {("DiskCache", "cachePath"), ("DiskCache", "localSymbolDirs"),
 PORT_KEYS = {"port"}
 #: The servers' own listen addresses (memcached's, under quickstart, goes to memcached as it is).
 LISTEN_ADDRESS_KEYS = {"DiskCache.listenAddress", "SymServer.listenAddress"}
-HOST_PORT_KEYS = {"DiskCacheServer", "DiskCacheServers"}
 HOST_PORT_KEYS = {"DiskCacheServer", "DiskCacheServers"}
 POSITIVE_KEYS = {"maxSizeMB", "maxFiles", "maxFileSizeMB", "processWorkers", "maxJobsPerRequest", "processes",
                  "maxRequestMB", "maxFramesPerRequest", "maxModulesPerRequest",
@@ -132,8 +130,6 @@ def _check(value: Any, default: Any, key: str) -> Any:
         _check_listen_address(value, key)
     if name in HOST_PORT_KEYS:
         _check_host_ports([value] if isinstance(value, str) else value, key)
-    if name in HOST_PORT_KEYS:
-        _check_host_ports([value] if isinstance(value, str) else value, key)
     if name in PORT_KEYS and not 1 <= value <= 65535:
         raise ConfigError(f"{key} must be a port number (1-65535), got {value}")
     if name in POSITIVE_KEYS and value < 1:
@@ -141,25 +137,6 @@ def _check(value: Any, default: Any, key: str) -> Any:
     if type(value) is int and value < 0:
         raise ConfigError(f"{key} must not be negative, got {value}")
     return copy.deepcopy(value)
-
-
-def _check_host_ports(values: list[str], key: str) -> None:
-    """``host:port`` (an IPv6 host in brackets), each once: caught here rather than as a
-    DiskCache that never answers, or one that gets twice its share of modules."""
-    for value in values:
-        host, _, port = value.rpartition(":")
-        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        if (not bare or not port.isdigit() or not 1 <= int(port) <= 65535
-                or any(c.isspace() or c in "/[]" for c in bare)):
-            raise ConfigError(f"{key} must be host:port (e.g. \"127.0.0.1:8888\" or \"[::1]:8888\"), "
-                              f"got {value!r}")
-    if len(set(values)) != len(values):
-        raise ConfigError(f"{key} lists a server twice: {values!r}")
-
-
-def diskcache_addresses(section: Config) -> list[str]:
-    """The DiskCaches a SymServer section names: ``DiskCacheServers``, else ``DiskCacheServer``."""
-    return list(section["DiskCacheServers"]) or [section["DiskCacheServer"]]
 
 
 def _check_host_ports(values: list[str], key: str) -> None:

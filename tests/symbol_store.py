@@ -19,6 +19,12 @@ The behaviour is chosen by the first URL path segment, so one server covers all 
                        not be used), then like plain (a download that must start over)
 ``/badgzip/<path>``    ``Content-Encoding: gzip`` with a body that is not gzip (or 404)
 ``/html/<path>``       200 with an HTML error page, whatever the path
+``/trickle/<ms>/<path>`` headers at once, then the body 1 byte at a time, each byte
+                       ms after the one before (a store that defeats per-read timeouts)
+``/bomb/<mb>/<path>``  200, ``Content-Encoding: gzip``, whatever the path: a small
+                       gzip body that decodes to <mb> MB of repeated .sym text
+``/redirect/<target>/<path>`` 302 to ``<target>/<path>``; ``<target>`` is a base URL,
+                       percent-encoded into one segment (see ``redirect_url``)
 anything else          404
 =====================  ==========================================================
 
@@ -38,13 +44,14 @@ import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 DRIP_PIECE_BYTES = 256
 HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head>\n"
              b"<body><h1>Error</h1><p>The symbol service is down for maintenance.</p></body></html>\n")
-FILE_MODES = {"plain", "gzip", "deflate", "flaky", "slow", "drip", "truncated", "cutoff", "badgzip"}
-MODES_WITH_NUMBER = {"flaky", "slow", "drip", "cutoff"}
+FILE_MODES = {"plain", "gzip", "deflate", "flaky", "slow", "drip", "truncated", "cutoff", "badgzip",
+              "trickle"}
+MODES_WITH_NUMBER = {"flaky", "slow", "drip", "cutoff", "trickle", "bomb"}
 _NUMBER = re.compile(r"[0-9]{1,9}")
 
 
@@ -66,6 +73,7 @@ class SymbolStore:
         self._lock = threading.Lock()
         self._requests: list[str] = []
         self._flaky_counts: dict[str, int] = {}
+        self._bombs: dict[int, bytes] = {}
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -115,6 +123,28 @@ class SymbolStore:
     def url(self, prefix: str) -> str:
         """The base URL of one behaviour, e.g. ``url("flaky/2")`` -> ``http://127.0.0.1:PORT/flaky/2``."""
         return f"http://127.0.0.1:{self.port}/{prefix.strip('/')}"
+
+    def redirect_url(self, target_base: str) -> str:
+        """The base URL of a store that redirects every path to the same path under ``target_base``."""
+        return self.url("redirect/" + quote(target_base.rstrip("/"), safe=""))
+
+    def bomb_body(self, megabytes: int) -> bytes:
+        """Gzip of ``megabytes`` MB of one repeated .sym line (made once, kept for later requests)."""
+        with self._lock:
+            body = self._bombs.get(megabytes)
+        if body is None:
+            block = b"PUBLIC 1000 0 a_function_name_that_compresses_well\n" * 20_000  # ~1 MB
+            compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+            parts = [compressor.compress(b"MODULE Linux x86_64 0 bomb.so\n")]
+            written = 0
+            while written < megabytes * 1024 * 1024:
+                parts.append(compressor.compress(block))
+                written += len(block)
+            parts.append(compressor.flush())
+            body = b"".join(parts)
+            with self._lock:
+                self._bombs[megabytes] = body
+        return body
 
     @property
     def requests(self) -> list[str]:
@@ -201,6 +231,13 @@ class _StoreHandler(BaseHTTPRequestHandler):
             return None
         if mode == "html":
             return self._send(200, HTML_PAGE, {"Content-Type": "text/html; charset=utf-8"})
+        if mode == "bomb":
+            return self._send(200, store.bomb_body(number), {"Content-Encoding": "gzip"})
+        if mode == "redirect":
+            if len(rest) < 2 or "://" not in rest[0]:
+                return self._send(404, b"not found\n")
+            location = rest[0] + "/" + "/".join(quote(part, safe="") for part in rest[1:])
+            return self._send(302, b"moved\n", {"Location": location})
         if mode == "flaky" and store._flaky_attempt(self.path) <= number:
             return self._send(503, b"service unavailable, try again\n", {"Retry-After": "0"})
         path = store.file_for(rest) if mode in FILE_MODES else None
@@ -223,6 +260,19 @@ class _StoreHandler(BaseHTTPRequestHandler):
             self.wfile.write(half if mode == "truncated" else half.upper())
             self.wfile.flush()
             self.close_connection = True
+            return None
+        if mode == "trickle":
+            self._head(200, len(data))
+            for start in range(len(data)):
+                if store._stopping.wait(number / 1000):
+                    self.close_connection = True
+                    return None
+                try:
+                    self.wfile.write(data[start:start + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up, as it should
+                    self.close_connection = True
+                    return None
             return None
         if mode == "drip":
             self._head(200, len(data))

@@ -1,0 +1,268 @@
+"""Symbol stores that attack the DiskCache: trickles, decompression bombs, redirects anywhere.
+
+Every test runs the real trio against real HTTP servers: the test store (``symbol_store.py``)
+on loopback, and for redirects to other hosts, a web server inside a network namespace of
+its own joined by a veth pair.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import psutil
+import pytest
+import requests
+
+from harness import SAMPLE_RESPONSE, sample_request
+from symbol_store import SymbolStore
+
+XUL = ["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]
+XUL_PATH = "xul.pdb/44E4EC8C2F41492B9369D6B9A059577C2/xul.sym"
+NTDLL = ["wntdll.pdb", "D74F79EB1F8D4A45ABCD2F476CCABACC2"]
+
+
+def write_module(root: Path, name: str, function: str, seed: int, publics: int = 40) -> list[str]:
+    """A small module whose every address resolves to ``function`` (the first PUBLIC)."""
+    rng = random.Random(seed)
+    debug_id = f"{rng.getrandbits(128):032X}0"
+    lines = [f"MODULE Linux x86_64 {debug_id} {name}", f"PUBLIC 1000 0 {function}"]
+    lines += [f"PUBLIC {0x100000 + 16 * i:x} 0 filler_{rng.getrandbits(64):016x}" for i in range(publics)]
+    path = root / name / debug_id / f"{name}.sym"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return [name, debug_id]
+
+
+def ask(trio, modules: list[list[str]], server: str = "DiskCache", timeout: float = 120) -> tuple[dict, float]:
+    """One v4 request with a frame at 0x1000 in each module; the answer and its seconds."""
+    body = {"stacks": [[[i, 0x1000] for i in range(len(modules))]], "memoryMap": modules, "version": 4}
+    started = time.monotonic()
+    response = trio.session.post(trio.url(server, "/"), json=body, timeout=timeout)
+    assert response.status_code == 200, response.text
+    return response.json(), time.monotonic() - started
+
+
+def in_background(function, *args) -> threading.Thread:
+    thread = threading.Thread(target=lambda: _ignore_errors(function, *args), daemon=True)
+    thread.start()
+    return thread
+
+
+def _ignore_errors(function, *args) -> None:
+    try:
+        function(*args)
+    except Exception:  # noqa: BLE001 - the test looks at the server, not at this client
+        pass
+
+
+@pytest.fixture
+def trickle_store(tmp_path: Path) -> Iterator[tuple[SymbolStore, list[list[str]]]]:
+    """A second store whose ten modules (3 KB each) are only ever trickled, 1 byte a second."""
+    root = tmp_path / "trickled"
+    modules = [write_module(root, f"trickled{i}.so", "TrickledFunction", seed=500 + i) for i in range(10)]
+    with SymbolStore(root) as store:
+        yield store, modules
+
+
+# -- 1. trickling stores --------------------------------------------------------------------------
+
+
+def test_a_trickled_module_is_unknown_within_the_download_timeout(make_trio, symbol_store, trickle_store):
+    store, modules = trickle_store
+    trio = make_trio([store.url("trickle/1000")], {"DiskCache": {"retries": 0, "downloadTimeoutSeconds": 3}})
+    answer, seconds = ask(trio, modules[:1], timeout=60)
+    assert answer["knownModules"] == [False]
+    assert seconds < 3 + 7, f"answered after {seconds:.1f}s"
+    assert list((trio.cache_dir / ".tmp").iterdir()) == []
+
+
+def test_trickles_in_flight_starve_neither_lookups_nor_heartbeats(make_trio, symbol_store, trickle_store):
+    store, modules = trickle_store
+    trio = make_trio([symbol_store.url("plain"), store.url("trickle/1000")],
+                     {"DiskCache": {"retries": 0, "downloadTimeoutSeconds": 60}})
+    assert trio.post(sample_request()).text == SAMPLE_RESPONSE  # xul and ntdll are now cached
+    for module in modules:  # ten modules trickle, each in its own request
+        in_background(ask, trio, [module], "DiskCache", 90)
+    time.sleep(2)  # let them all reach the store
+    assert sum(1 for path in store.requests if "/trickle/" in path) >= 8
+    client = requests.Session()
+    started = time.monotonic()
+    cached = client.post(trio.url("DiskCache", "/"), json=sample_request(), timeout=10)
+    assert cached.text == SAMPLE_RESPONSE
+    assert time.monotonic() - started < 3
+    fresh = write_module(Path(symbol_store.root), "freshplain.so", "FreshFunction", seed=901)
+    answer, seconds = ask(trio, [fresh], timeout=30)
+    assert answer["knownModules"] == [True] and answer["symbolicatedStacks"] == [["FreshFunction (in freshplain.so)"]]
+    assert seconds < 8
+    for server in ("DiskCache", "SymServer"):
+        started = time.monotonic()
+        heartbeat = client.get(trio.url(server, "/__heartbeat__"), timeout=10)
+        assert heartbeat.status_code == 200, heartbeat.text
+        assert time.monotonic() - started < 3
+
+
+def test_sigterm_with_trickles_in_flight_ends_the_diskcache(make_trio, symbol_store, trickle_store):
+    store, modules = trickle_store
+    trio = make_trio([store.url("trickle/1000")], {"DiskCache": {"retries": 0, "downloadTimeoutSeconds": 600}})
+    for module in modules:
+        in_background(ask, trio, [module], "DiskCache", 120)
+    deadline = time.monotonic() + 20
+    while sum(1 for path in store.requests if "/trickle/" in path) < 8 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pid = trio.pid("DiskCache")
+    assert pid is not None
+    started = time.monotonic()
+    trio.kill("DiskCache", signal.SIGTERM)
+    assert _gone(pid, 20 + 15), "the DiskCache still runs 35 s after SIGTERM"
+    print(f"DiskCache gone {time.monotonic() - started:.1f}s after SIGTERM")
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+# -- 2. decompression bombs -----------------------------------------------------------------------
+
+
+def test_a_decompression_bomb_is_abandoned_at_max_symbol_file_mb(make_trio, symbol_store):
+    trio = make_trio([symbol_store.url("plain"), symbol_store.url("bomb/150")],
+                     {"DiskCache": {"retries": 0, "maxSymbolFileMB": 5}})
+    symbol_store.bomb_body(150)  # made before the clock starts
+    tmp = trio.cache_dir / ".tmp"
+    biggest = [0]
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            for path in list(tmp.iterdir()) if tmp.exists() else []:
+                try:
+                    biggest[0] = max(biggest[0], path.stat().st_size)
+                except OSError:
+                    pass
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    bomb = ["bomb.so", "0123456789ABCDEF0123456789ABCDEF0"]
+    try:
+        answer, _ = ask(trio, [bomb, XUL], timeout=120)
+    finally:
+        stop.set()
+        watcher.join()
+    assert answer["knownModules"] == [False, True]
+    assert biggest[0] <= 5 * 1024 * 1024 + 256 * 1024, f"a {biggest[0]} byte file appeared in .tmp"
+    assert list(tmp.iterdir()) == []
+    assert not any("bomb" in name for name in trio.cache_files())
+    assert "maxSymbolFileMB" in (trio.workdir / "DiskCache.log").read_text()
+    before = symbol_store.count("/bomb/150/bomb.so/0123456789ABCDEF0123456789ABCDEF0/bomb.sym")
+    assert ask(trio, [bomb], timeout=30)[0]["knownModules"] == [False]
+    assert symbol_store.count("/bomb/150/bomb.so/0123456789ABCDEF0123456789ABCDEF0/bomb.sym") == before  # remembered
+
+
+# -- 3. redirects ---------------------------------------------------------------------------------
+
+
+def test_a_redirect_to_another_loopback_service_is_refused(make_trio, symbol_store, tmp_path):
+    other_root = tmp_path / "other"
+    (other_root / XUL_PATH).parent.mkdir(parents=True)
+    (other_root / XUL_PATH).write_text(f"MODULE windows x86_64 {XUL[1]} xul.pdb\nPUBLIC 0 0 OtherServiceText\n")
+    with SymbolStore(other_root) as other:
+        trio = make_trio([symbol_store.redirect_url(other.url("plain"))], {"DiskCache": {"retries": 0}})
+        answer, _ = ask(trio, [XUL])
+        assert answer["knownModules"] == [False]
+        assert other.requests == []  # not even asked
+    assert "redirect" in (trio.workdir / "DiskCache.log").read_text()
+
+
+def test_a_redirect_within_the_same_store_is_followed(make_trio, symbol_store):
+    symbol_store.reset()
+    trio = make_trio([symbol_store.redirect_url(symbol_store.url("plain"))])
+    assert trio.post(sample_request()).text == SAMPLE_RESPONSE
+    assert symbol_store.count("/plain/" + XUL_PATH) == 1
+    log = (trio.workdir / "DiskCache.log").read_text()
+    assert f"{symbol_store.url('plain')}/{XUL_PATH}" in log  # the final URL is logged
+
+
+def test_a_redirect_to_another_scheme_is_refused(make_trio, symbol_store, store_root):
+    trio = make_trio([symbol_store.redirect_url(f"file://{store_root}")], {"DiskCache": {"retries": 0}})
+    assert ask(trio, [XUL])[0]["knownModules"] == [False]
+
+
+@pytest.fixture
+def storage_host(tmp_path: Path, symbol_store: SymbolStore) -> Iterator[dict[str, str]]:
+    """A "storage host" in a network namespace of its own, joined to this one by a veth pair.
+
+    It has a shared-address-space address (100.64.0.0/10: neither private nor loopback for
+    Python's ``ipaddress``, so the redirect rule admits it like a public S3 host) and a
+    private one (10.x, which the rule refuses); a plain web server there serves the store's
+    files on both.
+    """
+    tag = uuid.uuid4().hex[:6]
+    namespace, host_side, ns_side = f"symfetch{tag}", f"vsh{tag}", f"vsn{tag}"
+    a, b = random.randint(1, 250), random.randint(1, 250)
+    public, private = f"100.64.{a}.2", f"10.213.{b}.2"
+    setup = [
+        ["ip", "netns", "add", namespace],
+        ["ip", "link", "add", host_side, "type", "veth", "peer", "name", ns_side],
+        ["ip", "link", "set", ns_side, "netns", namespace],
+        ["ip", "addr", "add", f"100.64.{a}.1/30", "dev", host_side],
+        ["ip", "addr", "add", f"10.213.{b}.1/30", "dev", host_side],
+        ["ip", "link", "set", host_side, "up"],
+        ["ip", "netns", "exec", namespace, "ip", "addr", "add", f"{public}/30", "dev", ns_side],
+        ["ip", "netns", "exec", namespace, "ip", "addr", "add", f"{private}/30", "dev", ns_side],
+        ["ip", "netns", "exec", namespace, "ip", "link", "set", ns_side, "up"],
+        ["ip", "netns", "exec", namespace, "ip", "link", "set", "lo", "up"],
+    ]
+    server = None
+    try:
+        for command in setup:
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                pytest.skip(f"cannot make a network namespace here ({' '.join(command)}): {done.stderr.strip()}")
+        server = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-m", "http.server",
+                                   "8000", "--bind", "0.0.0.0", "--directory", str(symbol_store.root)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection((public, 8000), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("the storage host's web server did not start")
+                time.sleep(0.1)
+        yield {"public": f"http://{public}:8000", "private": f"http://{private}:8000"}
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+        subprocess.run(["ip", "link", "del", host_side], capture_output=True)  # gone with the namespace
+
+
+def test_a_redirect_to_a_public_storage_host_is_followed(make_trio, symbol_store, storage_host):
+    trio = make_trio([symbol_store.redirect_url(storage_host["public"])])
+    assert trio.post(sample_request()).text == SAMPLE_RESPONSE
+    assert f"{storage_host['public']}/{XUL_PATH}" in (trio.workdir / "DiskCache.log").read_text()
+
+
+def test_a_redirect_to_a_private_address_is_refused(make_trio, symbol_store, storage_host):
+    trio = make_trio([symbol_store.redirect_url(storage_host["private"])], {"DiskCache": {"retries": 0}})
+    assert ask(trio, [XUL, NTDLL])[0]["knownModules"] == [False, False]
