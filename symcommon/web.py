@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import tornado.httpserver
+import tornado.httputil
 import tornado.web
 from tornado.httputil import responses
 
@@ -33,6 +34,43 @@ _MAX_REQUEST_HEADERS_CHARS = 2000
 # What a preflight allows when the browser's list is missing or malformed: our own headers
 # and the one the Firefox Profiler sets.
 SAFE_REQUEST_HEADERS = "Content-Type, Debug, X-Request-Id, User-Agent"
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an ``Accept-Encoding`` value allows gzip: named with a q above 0, or not named
+    but allowed by ``*`` (``gzip;q=0`` refuses it, which a substring test would miss)."""
+    weights: dict[str, float] = {}
+    for item in accept_encoding.split(","):
+        name, *parameters = item.split(";")
+        weight = 1.0
+        for parameter in parameters:
+            key, _, value = parameter.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    weight = float(value.strip())
+                except ValueError:
+                    weight = 0.0
+        weights.setdefault(name.strip().lower(), weight)
+    for name in ("gzip", "x-gzip", "*"):
+        if name in weights:
+            return weights[name] > 0
+    return False
+
+
+class CompressedAnswers(tornado.web.GZipContentEncoding):
+    """gzip for clients that accept it (answers of 1 KB or more, JSON and text), at level 1.
+
+    A 12,000-frame v5 answer (4.0 MB) shrinks to 17% at level 1 (21 ms of CPU) and to 12.5%
+    at level 6 (47 ms), spent on the event loop of a server whose warm answer to that request
+    takes about 0.1 s; the 0.16 MB level 6 saves more are worth that only on slow links.
+    Figures: README, "Compressed answers".
+    """
+
+    GZIP_LEVEL = 1
+
+    def __init__(self, request: tornado.httputil.HTTPServerRequest) -> None:
+        super().__init__(request)
+        self._gzipping = accepts_gzip(request.headers.get("Accept-Encoding", ""))
 
 
 class ApiError(Exception):
@@ -290,6 +328,7 @@ def protocol_application(section: dict[str, Any], v4: type, v5: type, heartbeat:
             (r"/metrics", MetricsHandler),
         ],
         default_handler_class=NotFoundHandler,
+        transforms=[CompressedAnswers],
         log_function=log_request,
         limits=Limits.from_section(section),
         max_request_bytes=section["maxRequestMB"] * 1024 * 1024,

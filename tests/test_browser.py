@@ -14,7 +14,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+from relay import Relay
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FIREFOX = shutil.which("firefox-esr") or shutil.which("firefox")
@@ -153,76 +154,6 @@ class PageServer:
         self._server.server_close()
 
 
-class Relay:
-    """A byte-for-byte TCP relay to ``target_port`` that keeps what went each way, so the
-    test can show the HTTP exchange the browser really had (its preflight included)."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.connections: list[tuple[bytearray, bytearray]] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._stopping = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._stopping:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=30)
-            sent, received = bytearray(), bytearray()
-            self.connections.append((sent, received))
-            threading.Thread(target=self._pump, args=(client, upstream, sent), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, received), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket, record: bytearray) -> None:
-        try:
-            while data := source.recv(65536):
-                record.extend(data)
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                try:
-                    end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def exchanges(self) -> list[tuple[str, str]]:
-        """(request head, response head) pairs, in order on each connection."""
-        pairs = []
-        for sent, received in self.connections:
-            pairs.extend(zip(_heads(bytes(sent)), _heads(bytes(received))))
-        return pairs
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._listener.close()
-
-
-def _heads(stream: bytes) -> list[str]:
-    """The heads of the HTTP messages in one direction of a connection (bodies skipped by
-    their Content-Length; our servers and the browsers here send no chunked bodies)."""
-    heads = []
-    while stream:
-        end = stream.find(b"\r\n\r\n")
-        if end < 0:
-            break
-        head = stream[:end].decode("latin-1")
-        heads.append(head)
-        length = 0
-        for line in head.split("\r\n")[1:]:
-            name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value.strip())
-        stream = stream[end + 4 + length:]
-    return heads
-
-
 def firefox_profile(directory: Path) -> Path:
     directory.mkdir(parents=True)
     lines = [f"user_pref({json.dumps(name)}, {json.dumps(value)});" for name, value in FIREFOX_PREFS.items()]
@@ -294,14 +225,6 @@ def profiler_page(url: str) -> str:
                    "body": json.dumps(json.dumps(PROFILER_BODY))}
 
 
-def _header(head: str, name: str) -> str | None:
-    for line in head.split("\r\n")[1:]:
-        key, _, value = line.partition(":")
-        if key.strip().lower() == name.lower():
-            return value.strip()
-    return None
-
-
 @pytest.mark.parametrize("browser", ["chromium", "firefox"])
 def test_the_profilers_request_from_another_origin(trio, pages, tmp_path, browser):
     _require(browser)
@@ -312,7 +235,7 @@ def test_the_profilers_request_from_another_origin(trio, pages, tmp_path, browse
         exchanges = relay.exchanges()
     finally:
         relay.stop()
-    record = "\n\n".join(f"{request}\n\n{response}" for request, response in exchanges)
+    record = "\n\n".join(exchange.text() for exchange in exchanges)
     print(f"--- {browser}: what went through the relay\n{record}")
     (trio.workdir / f"cors-exchange-{browser}.txt").write_text(record + "\n")
     assert "status" in result, f"{browser} could not read the answer: {result}\n{record}"
@@ -321,19 +244,17 @@ def test_the_profilers_request_from_another_origin(trio, pages, tmp_path, browse
     assert [frame["function"] for frame in results[0]["stacks"][0][:2]] == ["XREMain::XRE_mainRun()"] * 2
     assert "function" not in results[0]["stacks"][0][2]
     assert results[1]["stacks"][0][0]["function"] == "KiUserCallbackDispatcher"
-    posts = [(request, response) for request, response in exchanges if request.startswith("POST ")]
-    assert len(posts) == 1 and _header(posts[0][0], "Origin") == pages.origin
-    assert _header(posts[0][0], "Content-Type").replace(" ", "").lower() == "text/plain;charset=utf-8"
-    preflights = [(request, response) for request, response in exchanges if request.startswith("OPTIONS ")]
+    [post] = [exchange for exchange in exchanges if exchange.method == "POST"]
+    assert post.request_header("Origin") == pages.origin
+    assert post.request_header("Content-Type").replace(" ", "").lower() == "text/plain;charset=utf-8"
+    preflights = [exchange for exchange in exchanges if exchange.method == "OPTIONS"]
     if browser == "firefox":
         # Firefox sends the header the profiler sets, so it asks first.
-        assert _header(posts[0][0], "User-Agent") == PROFILER_USER_AGENT
-        assert len(preflights) == 1
-        asked = _header(preflights[0][0], "Access-Control-Request-Headers")
-        assert "user-agent" in asked.lower()
-        allowed = _header(preflights[0][1], "Access-Control-Allow-Headers") or ""
-        assert "user-agent" in allowed.lower()
-        assert preflights[0][1].split()[1] in ("200", "204")
+        assert post.request_header("User-Agent") == PROFILER_USER_AGENT
+        [preflight] = preflights
+        assert "user-agent" in preflight.request_header("Access-Control-Request-Headers").lower()
+        assert "user-agent" in (preflight.response_header("Access-Control-Allow-Headers") or "").lower()
+        assert preflight.status == 204
 
 
 @pytest.mark.parametrize("browser", ["chromium", "firefox"])
