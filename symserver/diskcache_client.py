@@ -59,9 +59,15 @@ class DiskCacheClient:
             raise DiskCacheUnavailable(f"DiskCache at {self.address} sent a bad answer: {error}") from error
 
     async def ping(self) -> bool:
+        """Whether the DiskCache's own ``/__heartbeat__`` answers in time.  Not its
+        ``/__lbheartbeat__``: that one needs only its event loop, and says ok while every
+        thread that opens tables and answers lookups is stuck.  A 503 (its cache directory is
+        not writable) still counts as answering: lookups of cached modules go on."""
         try:
-            await self._http.fetch(f"http://{self.address}/__lbheartbeat__",
-                                   connect_timeout=2, request_timeout=2)
+            await self._http.fetch(f"http://{self.address}/__heartbeat__",
+                                   connect_timeout=2, request_timeout=3)
+        except HTTPClientError as error:
+            return error.response is not None and error.code != 599
         except Exception:  # noqa: BLE001
             return False
         return True
