@@ -142,6 +142,8 @@ class Trio:
     def post(self, body: Any, path: str = "/", server: str = "SymServer",
              raw: bytes | None = None, **kwargs: Any) -> requests.Response:
         data = raw if raw is not None else json.dumps(body).encode()
+        if raw is None:  # JSON, said so (the debug protocol accepts nothing else)
+            kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         return self.session.post(self.url(server, path), data=data, timeout=60, **kwargs)
 
     def cache_files(self) -> list[str]:

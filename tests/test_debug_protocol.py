@@ -93,7 +93,8 @@ def test_debug_protocol_refused_from_non_loopback_peers(trio, server):
     port = trio.symserver_port if server == "SymServer" else trio.diskcache_port
     body = json.dumps({"debug": True, "action": "cacheExists", "libName": XUL[0],
                        "breakpadId": XUL[1], "enabled": True, "offset": 1}).encode()
-    for headers in ({}, {"X-Forwarded-For": "127.0.0.1", "X-Real-Ip": "127.0.0.1"}):
+    for headers in ({"Content-Type": "application/json"},
+                    {"Content-Type": "application/json", "X-Forwarded-For": "127.0.0.1", "X-Real-Ip": "127.0.0.1"}):
         response = requests.post(f"http://{address}:{port}/", data=body, headers=headers, timeout=10)
         assert response.status_code == 403
         assert "local machine" in response.json()["error"]
