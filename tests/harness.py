@@ -168,12 +168,3 @@ def sample_request(version: int = 4) -> dict:
 
 SAMPLE_RESPONSE = ('{"symbolicatedStacks": [["XREMain::XRE_mainRun() (in xul.pdb)", '
                    '"KiUserCallbackDispatcher (in wntdll.pdb)"]], "knownModules": [true, true]}')
-
-
-def non_loopback_address() -> str | None:
-    """An IPv4 address of this machine that is not loopback, to test the debug-protocol guard."""
-    for addresses in psutil.net_if_addrs().values():
-        for address in addresses:
-            if address.family == socket.AF_INET and not address.address.startswith("127."):
-                return address.address
-    return None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import requests
 
-from harness import non_loopback_address, sample_request
+from harness import sample_request
+from netns import NoNamespace, peer_host
 
 XUL = ["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]
 
@@ -85,22 +87,44 @@ def test_debug_request_without_action_is_400(trio):
     assert "action" in response.json()["error"]
 
 
+#: Run inside the test host: POST each body of argv[2] (a JSON list of [headers, body]) to
+#: argv[1] and print the statuses and answers as JSON.
+_REMOTE_CLIENT = """
+import json, sys, urllib.request, urllib.error
+answers = []
+for headers, body in json.loads(sys.argv[2]):
+    request = urllib.request.Request(sys.argv[1], data=body.encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answers.append([response.status, json.loads(response.read())])
+    except urllib.error.HTTPError as error:
+        answers.append([error.code, json.loads(error.read())])
+print(json.dumps(answers))
+"""
+
+
 @pytest.mark.parametrize("server", ["SymServer", "DiskCache"])
-def test_debug_protocol_refused_from_non_loopback_peers(trio, server):
-    address = non_loopback_address()
-    if address is None:
-        pytest.skip("this machine has no non-loopback address to connect from")
-    port = trio.symserver_port if server == "SymServer" else trio.diskcache_port
-    body = json.dumps({"debug": True, "action": "cacheExists", "libName": XUL[0],
-                       "breakpadId": XUL[1], "enabled": True, "offset": 1}).encode()
-    for headers in ({"Content-Type": "application/json"},
-                    {"Content-Type": "application/json", "X-Forwarded-For": "127.0.0.1", "X-Real-Ip": "127.0.0.1"}):
-        response = requests.post(f"http://{address}:{port}/", data=body, headers=headers, timeout=10)
-        assert response.status_code == 403
-        assert "local machine" in response.json()["error"]
-    # a normal request from the same address is answered
-    response = requests.post(f"http://{address}:{port}/", json=sample_request(), timeout=30)
-    assert response.status_code == 200
+def test_debug_protocol_refused_from_non_loopback_peers(make_trio, symbol_store, server):
+    """From a test host of our own (a network namespace, never this machine's interfaces)."""
+    try:
+        with peer_host() as host:
+            ours, _ = host.addresses[0]
+            trio = make_trio([symbol_store.url("plain")], {"DiskCache": {"listenAddress": ""}})
+            port = trio.symserver_port if server == "SymServer" else trio.diskcache_port
+            debug_body = json.dumps({"debug": True, "action": "cacheExists", "libName": XUL[0],
+                                     "breakpadId": XUL[1], "enabled": True, "offset": 1})
+            json_type = {"Content-Type": "application/json"}
+            spoofed = dict(json_type, **{"X-Forwarded-For": "127.0.0.1", "X-Real-Ip": "127.0.0.1"})
+            bodies = [[json_type, debug_body], [spoofed, debug_body], [json_type, json.dumps(sample_request())]]
+            done = host.run(sys.executable, "-c", _REMOTE_CLIENT, f"http://{ours}:{port}/", json.dumps(bodies))
+            assert done.returncode == 0, done.stderr
+            (status1, answer1), (status2, answer2), (status3, answer3) = json.loads(done.stdout)
+    except NoNamespace as error:
+        pytest.skip(f"no test host: {error}")
+    assert (status1, status2) == (403, 403)
+    assert "local machine" in answer1["error"] and "local machine" in answer2["error"]
+    # a normal request from the same peer is answered
+    assert status3 == 200 and answer3["knownModules"] == [True, True]
 
 
 def test_debug_protocol_can_be_disabled(make_trio, symbol_store):
