@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from diskcache.lru import discard
-from diskcache.symfile import NotASymbolFile, ProcessStats
+from diskcache.symfile import ModuleMismatch, NotASymbolFile, ProcessStats
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 #: A worker still this big after a file (a fragmented heap) is replaced by a fresh one, so
@@ -153,18 +153,21 @@ class Processor:
             return ProcessStats(**reply["stats"])
         if reply.get("error") == "not_a_symbol_file":
             raise NotASymbolFile(reply.get("message", ""))
+        if reply.get("error") == "wrong_module":
+            raise ModuleMismatch(str(reply.get("expected")), str(reply.get("found")))
         if reply.get("error") == "abandoned":
             raise DownloadAbandoned(reply.get("message", ""))
         raise ProcessingError(f"{reply.get('error')}: {reply.get('message')}")
 
-    async def process(self, source: Path, destination: Path) -> ProcessStats:
-        """Process in a worker; raises :class:`NotASymbolFile` or :class:`ProcessingError`."""
+    async def process(self, source: Path, destination: Path, debug_id: str | None = None) -> ProcessStats:
+        """Process in a worker; raises :class:`NotASymbolFile`, :class:`ModuleMismatch` (the
+        file's MODULE line names another ``debug_id``) or :class:`ProcessingError`."""
         loop = asyncio.get_running_loop()
-        request = {"source": str(source), "destination": str(destination)}
+        request = {"source": str(source), "destination": str(destination), "debug_id": debug_id}
         return await loop.run_in_executor(self._threads, self._process, None, request)
 
-    def follow(self, download: Path, end_marker: Path, destination: Path,
-               timeout_seconds: float) -> asyncio.Future[ProcessStats] | None:
+    def follow(self, download: Path, end_marker: Path, destination: Path, timeout_seconds: float,
+               debug_id: str | None = None) -> asyncio.Future[ProcessStats] | None:
         """Start processing a download while it is being written, if a worker is idle now
         (a worker must not wait on a slow download while other files queue behind it).
 
@@ -180,7 +183,7 @@ class Processor:
         with self._lock:
             self._following += 1
         request = {"source": str(download), "destination": str(destination),
-                   "follow": str(end_marker), "timeout": timeout_seconds}
+                   "follow": str(end_marker), "timeout": timeout_seconds, "debug_id": debug_id}
         self._busy[request["destination"]] = worker  # abandon() may come before the thread runs
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(self._threads, self._process, worker, request)

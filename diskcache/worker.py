@@ -1,7 +1,7 @@
 """A parsing worker process: ``python -m diskcache.worker PARENT_PID [RETIRE_MB]``.
 
-Reads one JSON request per line on stdin (``{"source": ..., "destination": ...}``), turns the
-.sym file into a table, and answers one JSON line on stdout: ``{"stats": {...}}`` or
+Reads one JSON request per line on stdin (``{"source": ..., "destination": ..., "debug_id": ...}``;
+the file must be for that debug id), turns the .sym file into a table, and answers one JSON line on stdout: ``{"stats": {...}}`` or
 ``{"error": kind, "message": ...}``.  It imports only the parser and the table writer, so it
 costs little memory; it ends when stdin closes or when the DiskCache dies.
 
@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 from diskcache.lru import discard
-from diskcache.symfile import NotASymbolFile, ProcessStats, process_symbol_file
+from diskcache.symfile import ModuleMismatch, NotASymbolFile, ProcessStats, process_symbol_file
 
 
-def _write_table(text: BinaryIO, destination: Path) -> ProcessStats:
-    """Parse ``text`` into a complete, synced table file at ``destination`` (or no file)."""
+def _write_table(text: BinaryIO, destination: Path, debug_id: str | None = None) -> ProcessStats:
+    """Parse ``text`` into a complete, synced table file at ``destination`` (or no file);
+    ``debug_id``: the module asked for, which the file's MODULE line must name."""
     try:
         with open(destination, "w+b") as table:
-            stats = process_symbol_file(text, table)
+            stats = process_symbol_file(text, table, debug_id)
             table.flush()
             os.fsync(table.fileno())
         return stats
@@ -37,10 +38,10 @@ def _write_table(text: BinaryIO, destination: Path) -> ProcessStats:
         raise
 
 
-def process_file(source: Path, destination: Path) -> ProcessStats:
+def process_file(source: Path, destination: Path, debug_id: str | None = None) -> ProcessStats:
     """Process a complete .sym file."""
     with open(source, "rb") as text:
-        return _write_table(text, destination)
+        return _write_table(text, destination, debug_id)
 
 
 FOLLOW_POLL_SECONDS = 0.005
@@ -108,11 +109,12 @@ class FollowingReader:
             self._file.close()
 
 
-def process_download(source: Path, end_marker: Path, destination: Path, timeout_seconds: float) -> ProcessStats:
+def process_download(source: Path, end_marker: Path, destination: Path, timeout_seconds: float,
+                     debug_id: str | None = None) -> ProcessStats:
     """:func:`process_file` for a download still being written (see the module docstring)."""
     reader = FollowingReader(source, end_marker, timeout_seconds)
     try:
-        return _write_table(reader, destination)  # type: ignore[arg-type]
+        return _write_table(reader, destination, debug_id)  # type: ignore[arg-type]
     finally:
         reader.close()
 
@@ -135,13 +137,16 @@ def _die_with_parent(parent: int) -> None:
 def handle(line: bytes) -> dict:
     try:
         request = json.loads(line)
+        debug_id = request.get("debug_id")
         if "follow" in request:
             stats = process_download(Path(request["source"]), Path(request["follow"]),
-                                     Path(request["destination"]), float(request["timeout"]))
+                                     Path(request["destination"]), float(request["timeout"]), debug_id)
         else:
-            stats = process_file(Path(request["source"]), Path(request["destination"]))
+            stats = process_file(Path(request["source"]), Path(request["destination"]), debug_id)
     except NotASymbolFile as error:
         return {"error": "not_a_symbol_file", "message": str(error)}
+    except ModuleMismatch as error:
+        return {"error": "wrong_module", "expected": error.expected, "found": error.found}
     except DownloadAbandoned as error:
         return {"error": "abandoned", "message": str(error)}
     except Exception as error:  # noqa: BLE001 - reported to the DiskCache, which logs it
