@@ -425,14 +425,26 @@ PUBLIC 4010 ffffffffffffffff large parameter
 """
 
 
+#: Names over the cap (64 KiB) in runs, in well-formed FUNC lines and in a long line.
+LONG_NAMES = (b"MODULE Linux x86_64 ABCDEF0123456789ABCDEF0123456789A limits\n"
+              + b"".join(b"FILE %d %s\n" % (i, b"f\xc3\xa9" * (i * 20000)) for i in range(4))
+              + b"".join(b"INLINE_ORIGIN %d %s%s\n" % (i, b"-1 " * (i % 2), b"o" * (i * 30000)) for i in range(4))
+              + b"".join(b"PUBLIC %x 0 %s\n" % (0x100 + i, b"p" * (i * 30000)) for i in range(4))
+              + b"FUNC 1000 10 0 " + b"n" * 70000 + b"\n1000 10 1 1\nINLINE 0 2 1 1000 10\n"
+              + b"FUNC 2000 10 0 " + b"m" * 70000 + b"\r\n1000 10 1 1\r\n"
+              + b"FUNC 3000 10 0 " + b"l" * (2 * 1024 * 1024) + b"\n3000 10 1 1\n")
+
+
 @pytest.mark.parametrize("chunk", [None, 7, 64, 1000])
-@pytest.mark.parametrize("source", ["runs", "generated",
+@pytest.mark.parametrize("source", ["runs", "generated", "long names",
                                     *sorted(str(p.relative_to(FIXTURES)) for p in FIXTURES.rglob("*.sym"))])
 def test_fast_paths_build_the_same_table_as_the_general_path(source, chunk, monkeypatch, tmp_path):
     """The bulk FILE/INLINE_ORIGIN/PUBLIC runs and the FUNC fast path are pure speed:
     byte for byte the table must be what record-by-record parsing builds."""
     if source == "runs":
         text = RUN_EDGES
+    elif source == "long names":
+        text = LONG_NAMES
     elif source == "generated":
         from gen_symfile import generate
 
@@ -537,3 +549,10 @@ def test_released_caches_are_empty_and_lookups_still_work():
     table.release_caches()
     assert table._funcs._page.cache_info().currsize == 0 and table._block.cache_info().currsize == 0
     assert answer(table, 0x7A7B) == before
+
+
+def test_reference_agrees_on_names_over_the_cap():
+    assert agree_everywhere(LONG_NAMES, [0x100, 0x103, 0x1000, 0x1005, 0x2005, 0x3005, 0x3010]) == 7
+    table = build(LONG_NAMES)
+    assert table.lookup(0x1005).function == "n" * symfile.NAME_CAP + "\u2026[truncated]"
+    assert table.lookup(0x3005).function == "l" * symfile.NAME_CAP + "\u2026[truncated]"
