@@ -333,7 +333,9 @@ def test_fleet_keeps_answering_through_a_diskcache_and_a_memcached_kill(fleet: F
         time.sleep(3)
         events["memcached killed"] = time.monotonic() - started
         victim_mc.kill("memcached")
-        time.sleep(5)
+        time.sleep(2)
+        during += [heartbeat(fleet, trio) for trio in fleet.symservers]
+        time.sleep(3)
         victim_mc.restart_dead()
         events["memcached back"] = time.monotonic() - started
         memcached_back = time.monotonic()
@@ -370,10 +372,15 @@ def test_fleet_keeps_answering_through_a_diskcache_and_a_memcached_kill(fleet: F
             assert 1 <= downloads[module.key] <= 3, (module.key, figures)
     # the misses of the killed DiskCache's modules did go elsewhere meanwhile
     assert sum(downloads_while_down.values()) > len(victims_modules), figures
-    # while it was down both SymServers said ok and named it
+    # while each was down both SymServers said ok and named it
     for beat in during:
-        assert beat["http"] == 200 and beat["checks"]["diskcache"] == "ok", beat
+        assert beat["http"] == 200 and beat["status"] == "ok", beat
+    for beat in during[:2]:
         assert beat["DiskCacheServers"][victim_address] == "down", beat
+        assert set(beat["memcachedServers"].values()) == {"ok"}, beat
+    for beat in during[2:]:
+        assert beat["memcachedServers"][f"127.0.0.1:{victim_mc.memcached_port}"] == "down", beat
+        assert set(beat["DiskCacheServers"].values()) == {"ok"}, beat
     # everything came back and is used again
     assert restarted_served > 0, figures
     assert revived.get("cmd_set", 0) > 0 and revived.get("curr_items", 0) > 0, figures

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ import requests
 from harness import REPO, free_port
 from symcommon.config import ConfigError, diskcache_addresses, load_config
 from symcommon.requests import parse_v5
-from symserver.diskcache_client import DiskCacheUnavailable
+from symserver.diskcache_client import DiskCacheClient, DiskCacheDown, DiskCacheUnavailable
 from symserver.framecache import FrameCache
 from symserver.sharding import DiskCacheFleet, rendezvous_order
 from symserver.symbolicate import Symbolicator
@@ -124,12 +125,13 @@ def test_config_takes_a_list_and_keeps_the_single_server_key():
 
 class _Answers503(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    status = 503
 
     def _unavailable(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
         body = b"overloaded\n"
-        self.send_response(503)
+        self.send_response(self.status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -138,6 +140,21 @@ class _Answers503(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
+
+
+class _Answers500(_Answers503):
+    status = 500
+
+
+@pytest.fixture
+def server_500() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers500)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture
@@ -149,6 +166,35 @@ def server_503() -> Iterator[str]:
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def server_dropping() -> Iterator[str]:
+    """A real server that reads each request, then closes the connection without answering
+    (as a DiskCache killed mid-request does)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue
+            with connection:
+                connection.settimeout(2)
+                try:
+                    connection.recv(65536)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(5)
+    listener.close()
 
 
 @pytest.fixture
@@ -214,19 +260,36 @@ def symbolicate(addresses: list[str], **fleet_options) -> tuple[dict, DiskCacheF
     return asyncio.run(run())
 
 
-def test_misses_fail_over_past_refusing_and_503_servers(start_diskcache, symbol_store, server_503):
+def test_misses_fail_over_past_refusing_dropping_and_503_servers(start_diskcache, symbol_store, server_503,
+                                                                 server_dropping):
     reference, _, _ = symbolicate([start_diskcache(symbol_store.url("plain"))])
     assert reference["known"] == {index: True for index in range(len(MODULES))}
     assert reference["symbols"][(0, OFFSETS[0])] == "XREMain::XRE_mainRun()"
     live = start_diskcache(symbol_store.url("plain"))
     refused = f"127.0.0.1:{free_port()}"
-    answer, fleet, _ = symbolicate([refused, server_503, live], probe=False)
+    servers = [refused, server_503, server_dropping, live]
+    answer, fleet, _ = symbolicate(servers, probe=False)
     assert answer["known"] == reference["known"] and answer["symbols"] == reference["symbols"]
-    assert fleet.states() == {refused: "down", server_503: "down", live: "ok"}
-    # every module ranked a dead server first, so some requests failed over
-    first = {rendezvous_order(f"{m[0]}/{m[1]}", [refused, server_503, live])[0] for m in MODULES}
-    assert first - {live}
+    # a dead server ranked above the live one for some module was tried, failed and is down
+    orders = [rendezvous_order(f"{m[0]}/{m[1]}", servers) for m in MODULES]
+    tried = {server for order in orders for server in order[:order.index(live)]}
+    assert tried, "no module ranked a dead server first (8 modules, 4 servers: odds 1/65536)"
+    assert fleet.states() == {server: "down" if server in tried else "ok" for server in servers}
     assert answer["debug"]["diskcache"]["round_trips"] >= 2
+
+
+def test_refusing_dropping_and_503_mean_down_but_500_does_not(server_503, server_dropping, server_500):
+    """Only a server that is gone or says so is failed over; a 500 is a fault to report."""
+    async def outcome(address: str) -> type[Exception]:
+        try:
+            await DiskCacheClient(address).symbolicate(request_body(), "test")
+        except DiskCacheUnavailable as error:
+            return type(error)
+        raise AssertionError(f"{address} answered")
+
+    for address in (f"127.0.0.1:{free_port()}", server_503, server_dropping):
+        assert asyncio.run(outcome(address)) is DiskCacheDown, address
+    assert asyncio.run(outcome(server_500)) is DiskCacheUnavailable
 
 
 def test_no_server_up_is_an_error(server_503):
