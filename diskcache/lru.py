@@ -5,17 +5,24 @@ until the cache is back under ``maxSizeMB``; at start every valid file in the ca
 is loaded, oldest modification time first.  Files only ever appear by ``rename`` from the
 cache's own ``.tmp`` directory, so a reader never sees one half-written, and every path is
 derived from a validated :class:`ModuleId`, so nothing outside the directory is touched.
+
+Nothing in the cache directory is ever followed through a symbolic link: entries are
+examined with ``lstat``, files are opened with ``O_NOFOLLOW`` (:func:`open_new`,
+:func:`open_existing`), and a link found there is removed itself, never what it points to
+(a ``.tmp`` linked to another directory once had that directory emptied at start).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import stat
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from symcommon.logs import printable
 from symcommon.modules import InvalidModule, ModuleId
@@ -29,12 +36,46 @@ TOUCH_INTERVAL_SECONDS = 60.0
 
 
 def discard(path: Path) -> bool:
-    """Delete a file if it is there; a disk that refuses (read-only, gone) is logged, not raised."""
+    """Delete a file (a link itself, never its target) if it is there; a disk that refuses
+    (read-only, gone) is logged, not raised.  True if nothing is left at ``path``."""
     try:
         path.unlink(missing_ok=True)
     except OSError as error:
         log.warning("cannot delete %s: %s", printable(path), error.strerror or error)
         return False
+    return True
+
+
+def open_new(path: Path, mode: str = "wb") -> BinaryIO:
+    """Create (or truncate) a file in the cache for writing; a symbolic link at ``path`` is
+    refused (ELOOP) instead of being written through."""
+    flags = os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags |= os.O_RDWR if "+" in mode else os.O_WRONLY
+    descriptor = os.open(path, flags, 0o644)
+    try:
+        return os.fdopen(descriptor, mode)
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def open_existing(path: Path) -> BinaryIO:
+    """Open a file in the cache for reading; a symbolic link is refused (ELOOP), not followed."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _lexists(path: Path) -> bool:
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell: assume it is still there
     return True
 
 
@@ -69,21 +110,24 @@ class DiskLRU:
     def load(self, is_valid_table: Callable[[Path], bool]) -> None:
         """Create the directories, clear ``.tmp``, and index every valid file (oldest first)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(exist_ok=True)
-        for leftover in self.tmp.iterdir():
-            if leftover.is_file() or leftover.is_symlink():
-                discard(leftover)
+        self._prepare_tmp()
         found = []
-        for path in self.root.iterdir():
-            if path == self.tmp:
+        with os.scandir(self.root) as items:
+            listed = list(items)
+        for item in listed:
+            path = Path(item.path)
+            if item.name == self.tmp.name:
                 continue
-            if path.is_symlink() or not path.is_file():
-                if not path.is_dir():
-                    self._delete(path, "not a regular file")
-                else:
-                    log.warning("ignoring directory %s in the cache", printable(path))
+            if item.is_symlink():
+                self._delete(path, "a symbolic link (the link is removed, not what it points to)")
                 continue
-            entry = self._entry_for(path)
+            if item.is_dir(follow_symlinks=False):
+                log.warning("ignoring directory %s in the cache", printable(path))
+                continue
+            if not item.is_file(follow_symlinks=False):
+                self._delete(path, "not a regular file")
+                continue
+            entry = self._entry_for(path, item.stat(follow_symlinks=False))
             if entry is None:
                 self._delete(path, "not a cache file")
             elif entry.kind == TABLE and not is_valid_table(path):
@@ -97,7 +141,32 @@ class DiskLRU:
         log.info("cache %s: %d files, %.1f MB", self.root, len(found), self.total_bytes / 1e6)
         self._evict_over_budget(keep=None)
 
-    def _entry_for(self, path: Path) -> CacheEntry | None:
+    def _prepare_tmp(self) -> None:
+        """Make ``.tmp`` a real, empty directory.  Whatever else is there (a link to a
+        directory, a file) is removed itself: its target is never emptied."""
+        try:
+            found = os.lstat(self.tmp)
+        except FileNotFoundError:
+            found = None
+        if found is not None and not stat.S_ISDIR(found.st_mode):
+            kind = "a symbolic link" if stat.S_ISLNK(found.st_mode) else "not a directory"
+            log.warning("replacing %s: %s (its target is left alone)", printable(self.tmp), kind)
+            self.tmp.unlink()
+        try:
+            os.mkdir(self.tmp, 0o755)
+        except FileExistsError:
+            pass
+        if not stat.S_ISDIR(os.lstat(self.tmp).st_mode):
+            raise OSError(f"{self.tmp} is not a directory")
+        with os.scandir(self.tmp) as items:
+            leftovers = list(items)
+        for item in leftovers:
+            if item.is_dir(follow_symlinks=False):
+                shutil.rmtree(item.path, ignore_errors=True)  # never follows links inside
+            else:
+                discard(Path(item.path))
+
+    def _entry_for(self, path: Path, found: os.stat_result) -> CacheEntry | None:
         for kind in KINDS:
             if path.name.endswith(kind):
                 try:
@@ -106,8 +175,7 @@ class DiskLRU:
                     return None
                 if path.name != module.cache_stem + kind:
                     return None  # not a name we would have written
-                stat = path.stat()
-                return CacheEntry(module, kind, path, stat.st_size, stat.st_mtime)
+                return CacheEntry(module, kind, path, found.st_size, found.st_mtime)
         return None
 
     def _delete(self, path: Path, reason: str) -> None:
@@ -124,7 +192,7 @@ class DiskLRU:
         if now - entry.touched > TOUCH_INTERVAL_SECONDS:
             entry.touched = now
             try:
-                os.utime(entry.path)
+                os.utime(entry.path, follow_symlinks=False)
             except OSError:
                 pass
         return entry
@@ -137,50 +205,73 @@ class DiskLRU:
         return self.tmp / f"{label}.{os.getpid()}.{time.monotonic_ns()}.{purpose}"
 
     def add(self, module: ModuleId, kind: str, written: Path) -> CacheEntry:
-        """Rename a complete file from ``.tmp`` into place, then evict past the budget."""
-        self.remove(module, kind)
+        """Rename a complete file from ``.tmp`` into place (over any older one, or a link,
+        which the rename replaces without following), then evict past the budget."""
         path = self.path_for(module, kind)
         written.replace(path)
-        entry = CacheEntry(module, kind, path, path.stat().st_size, time.time())
+        old = self._entries.pop((module, kind), None)
+        if old is not None:
+            self.total_bytes -= old.size
+            if self._on_evict is not None:
+                self._on_evict(old)
+        entry = CacheEntry(module, kind, path, os.lstat(path).st_size, time.time())
         self._entries[(module, kind)] = entry
         self.total_bytes += entry.size
         self._evict_over_budget(keep=(module, kind))
         return entry
 
     def remove(self, module: ModuleId, kind: str) -> bool:
-        """Delete one entry; True if it existed."""
-        entry = self._entries.pop((module, kind), None)
+        """Delete one entry; True if it existed and is gone.  A file the disk refuses to
+        delete (read-only) stays indexed, so the index always matches the disk."""
+        entry = self._entries.get((module, kind))
         if entry is None:
             return False
-        self._drop(entry)
+        if not self._drop(entry):
+            return False
+        del self._entries[(module, kind)]
         return True
 
-    def _drop(self, entry: CacheEntry) -> None:
+    def _drop(self, entry: CacheEntry) -> bool:
+        """Delete an entry's file; False (and nothing forgotten) if it is still there."""
+        if not discard(entry.path) and _lexists(entry.path):
+            return False
         self.total_bytes -= entry.size
-        discard(entry.path)
         if self._on_evict is not None:
             self._on_evict(entry)
+        return True
 
     def _evict_over_budget(self, keep: tuple[ModuleId, str] | None) -> None:
-        while self.total_bytes > self.max_bytes and len(self._entries) > (1 if keep else 0):
-            key, entry = next(iter(self._entries.items()))
+        for key in list(self._entries):  # oldest first; each tried once
+            if self.total_bytes <= self.max_bytes:
+                return
             if key == keep:
-                self._entries.move_to_end(key)
                 continue
-            del self._entries[key]
+            entry = self._entries[key]
             log.info("evicting %s (%d bytes) to stay under %d MB",
                      printable(entry.path.name), entry.size, self.max_bytes // (1024 * 1024))
-            self.evictions += 1
-            self._drop(entry)
+            if self._drop(entry):
+                del self._entries[key]
+                self.evictions += 1
 
     def check_writable(self) -> str | None:
-        """None if a file can be created in ``.tmp``, else why not."""
-        probe = self.temporary_path("health", "probe")
+        """None if a file can be created in ``.tmp``, else why not.  The probe file never
+        stays behind, even when it was created but could not be written (a full disk)."""
         try:
-            probe.write_bytes(b"ok")
-            probe.unlink()
+            if not stat.S_ISDIR(os.lstat(self.tmp).st_mode):
+                return f"{self.tmp.name} is not a directory (a symbolic link?)"
         except OSError as error:
             return error.strerror or str(error)
+        probe = self.temporary_path("health", "probe")
+        try:
+            with open_new(probe) as file:
+                file.write(b"ok")
+        except OSError as error:
+            return error.strerror or str(error)
+        finally:
+            try:
+                probe.unlink(missing_ok=True)
+            except OSError:
+                pass
         return None
 
     def __len__(self) -> int:

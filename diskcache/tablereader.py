@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from diskcache import tableformat as fmt
+from diskcache.lru import open_existing
 from diskcache.symfile import FuncBlock, parse_func_block
 from symcommon.frames import FrameInfo, InlineFrame
 
@@ -119,7 +120,7 @@ class SymbolTable:
     @classmethod
     def open(cls, path: Path) -> SymbolTable:
         """Map the file read-only; raises :class:`TableFormatError` if it is not a whole table."""
-        with open(path, "rb") as file:
+        with open_existing(path) as file:  # a symbolic link is refused, not followed
             try:
                 mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
             except ValueError as error:  # empty file

@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-from diskcache.lru import discard
+from diskcache.lru import discard, open_existing, open_new
 from diskcache.symfile import ModuleMismatch, NotASymbolFile, ProcessStats, process_symbol_file
 
 
@@ -28,7 +28,7 @@ def _write_table(text: BinaryIO, destination: Path, debug_id: str | None = None)
     """Parse ``text`` into a complete, synced table file at ``destination`` (or no file);
     ``debug_id``: the module asked for, which the file's MODULE line must name."""
     try:
-        with open(destination, "w+b") as table:
+        with open_new(destination, "w+b") as table:
             stats = process_symbol_file(text, table, debug_id)
             table.flush()
             os.fsync(table.fileno())
@@ -67,7 +67,8 @@ class FollowingReader:
     def _end(self) -> int | None:
         """The final size once the download is complete; raises if it was abandoned."""
         try:
-            text = self.end_marker.read_text()
+            with open_existing(self.end_marker) as marker:
+                text = marker.read().decode("ascii", "replace")
         except FileNotFoundError:
             return None
         if not text:  # (the marker is written whole, by a rename; this is only prudence)
@@ -83,7 +84,7 @@ class FollowingReader:
         while True:
             if self._file is None:
                 try:
-                    self._file = open(self.path, "rb")
+                    self._file = open_existing(self.path)
                 except FileNotFoundError:
                     if complete:
                         raise DownloadAbandoned("the download is complete but its file is gone") from None
