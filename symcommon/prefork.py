@@ -101,6 +101,8 @@ def run_processes(count: int, port: int, child_main: ChildMain, pidfile: Path | 
                     root.removeHandler(handler)
                     appender = logging.handlers.WatchedFileHandler(handler.baseFilename, encoding="utf-8")
                     appender.setFormatter(handler.formatter)
+                    for log_filter in handler.filters:  # repeated messages are dropped here too
+                        appender.addFilter(log_filter)
                     root.addHandler(appender)
                 code = child_main(tornado.netutil.bind_sockets(port, address, reuse_port=True))
             except BaseException:  # noqa: BLE001 - logged here: os._exit below would hide it

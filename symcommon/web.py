@@ -13,12 +13,13 @@ import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-import tornado.httpserver
 import tornado.httputil
 import tornado.web
 from tornado.httputil import responses
 
 from symcommon import jsonio
+from symcommon.connections import (ConnectionLimits, GuardedHTTPServer, connection_cap,
+                                   raise_descriptor_limit)
 from symcommon.logs import printable
 from symcommon.metrics import record_request
 from symcommon.requests import (DebugRequest, Job, Limits, RequestError, check_body_counts, parse_debug,
@@ -121,12 +122,19 @@ class JsonHandler(tornado.web.RequestHandler):
         return f"request body larger than the limit of {self._body_limit()} bytes"
 
     def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return
         self._body_bytes += len(chunk)
-        if self._body_bytes > self._body_limit():
-            self._body_too_large = True
-            self._chunks = []  # keep reading (to answer), but keep nothing
-        else:
+        if self._body_bytes <= self._body_limit():
             self._chunks.append(chunk)
+            return
+        # Over the limit without having declared it (chunked): answer 413 now.  Answering
+        # before the body is read makes Tornado close the connection once the answer is sent,
+        # so the rest of an endless body is never read.
+        self._body_too_large = True
+        self._chunks = []
+        error = ApiError(413, self._too_large_message())
+        self.send_error(413, exc_info=(ApiError, error, None))
 
     def on_finish(self) -> None:
         if self._counted:
@@ -333,6 +341,7 @@ def protocol_application(section: dict[str, Any], v4: type, v5: type, heartbeat:
         limits=Limits.from_section(section),
         max_request_bytes=section["maxRequestMB"] * 1024 * 1024,
         debug_protocol=section["debugProtocol"],
+        connection_limits=ConnectionLimits.from_section(section),
         cors=cors,
         **settings,
     )
@@ -371,13 +380,22 @@ async def serve(app: tornado.web.Application, port: int, *, name: str,
     ``sockets``: already listening sockets (one of several processes on the port); else
     listen on ``address`` ("" for every address) and ``port``.
     """
+    limits = app.settings.get("connection_limits") or ConnectionLimits()
+    descriptors = raise_descriptor_limit()
+    cap = connection_cap(limits.max_connections, descriptors)
+    if cap < limits.max_connections:
+        log.warning("maxConnections %d is more than the descriptor limit (%d) allows: using %d",
+                    limits.max_connections, descriptors, cap)
     # Handlers enforce the configured body limit themselves, with a JSON 413.
-    server = tornado.httpserver.HTTPServer(app, xheaders=False, max_body_size=1 << 40)
+    server = GuardedHTTPServer(app, xheaders=False, max_body_size=1 << 40, limits=limits,
+                               max_connections=cap)
     if sockets is not None:
         server.add_sockets(sockets)
     else:
         server.listen(port, address)
-    log.info("%s listening on %s port %d (pid %d)", name, address or "every address", port, os.getpid())
+    log.info("%s listening on %s port %d (pid %d); at most %d connections, headers within %g s, "
+             "bodies within %g s", name, address or "every address", port, os.getpid(), cap,
+             limits.header_timeout, limits.body_timeout)
     if pidfile is not None:
         write_pidfile(pidfile)
     stopping = asyncio.Event()
