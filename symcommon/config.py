@@ -12,6 +12,7 @@ import copy
 import ipaddress
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 Config = dict[str, Any]
@@ -128,6 +129,8 @@ def _check(value: Any, default: Any, key: str) -> Any:
         raise ConfigError(f"{key} must be a list of strings, got {value!r}")
     if key in LISTEN_ADDRESS_KEYS:
         _check_listen_address(value, key)
+    if key == "DiskCache.symbolURLs":
+        _check_store_urls(value, key)
     if name in HOST_PORT_KEYS:
         _check_host_ports([value] if isinstance(value, str) else value, key)
     if name in PORT_KEYS and not 1 <= value <= 65535:
@@ -156,6 +159,18 @@ def _check_host_ports(values: list[str], key: str) -> None:
 def diskcache_addresses(section: Config) -> list[str]:
     """The DiskCaches a SymServer section names: ``DiskCacheServers``, else ``DiskCacheServer``."""
     return list(section["DiskCacheServers"]) or [section["DiskCacheServer"]]
+
+
+def _check_store_urls(urls: list[str], key: str) -> None:
+    """Symbol stores are fetched over http(s) only: say so at start, not at the first fetch."""
+    for url in urls:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{key} must hold http:// or https:// URLs, got {url!r}")
 
 
 def _check_listen_address(value: str, key: str) -> None:
