@@ -247,6 +247,7 @@ def test_the_profilers_request_from_another_origin(trio, pages, tmp_path, browse
     [post] = [exchange for exchange in exchanges if exchange.method == "POST"]
     assert post.request_header("Origin") == pages.origin
     assert post.request_header("Content-Type").replace(" ", "").lower() == "text/plain;charset=utf-8"
+    assert post.response_header("Content-Encoding") == "gzip"  # browsers accept it, and decode it
     preflights = [exchange for exchange in exchanges if exchange.method == "OPTIONS"]
     if browser == "firefox":
         # Firefox sends the header the profiler sets, so it asks first.
