@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from symcommon.config import ConfigError, add_config_arguments, connect_host, load_config
+from symcommon.config import ConfigError, add_config_arguments, connect_host, diskcache_addresses, load_config
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PID_DIR = HERE / "pids"
@@ -254,6 +254,9 @@ def start_all(config: dict, pid_dir: Path, timeout: float) -> None:
                     print(details, file=sys.stderr)
                 raise
             say(f"{program.name} answers at {base_url}/ (pid {process.pid}, log {log_path})")
+            if program is SYMSERVER and (not options["DiskCache"]["start"]
+                                         or len(diskcache_addresses(section)) > 1):
+                say(f"SymServer uses the DiskCache(s) at {', '.join(diskcache_addresses(section))}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -92,7 +92,7 @@ class DiskCacheFleet:
 
     def mark_up(self, address: str) -> None:
         if self._down_until.pop(address, None) is not None:
-            log.warning("DiskCache %s is answering again", address)
+            log.info("DiskCache %s is answering again", address)
         probe = self._probes.pop(address, None)
         if probe is not None and probe is not asyncio.current_task():
             probe.cancel()

@@ -275,7 +275,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         """One machine of the fleet: a Trio whose quickstart starts only ``programs``."""
         trio = Trio(root / name, [store.url("plain")], deep_update(quickstart_only(*programs), overrides or {}))
         started.append(trio)
-        return trio.start()
+        said = trio.quickstart("-c", str(trio.config_path)).stdout
+        if programs == ("SymServer",):  # no local DiskCache: quickstart says which ones it uses
+            assert "SymServer uses the DiskCache(s) at " + ", ".join(
+                trio.config["SymServer"]["DiskCacheServers"]) in said, said
+        return trio
 
     try:
         memcacheds = [member(f"memcached{n}", ("memcached",)) for n in range(2)]
