@@ -18,7 +18,7 @@ async def run(config: dict, pidfile: Path | None, shared: SharedState | None = N
     provider = SymbolProvider(section, Metrics("diskcache"))
     provider.start()
     await serve(make_app(section, provider), section["port"], name="DiskCache", pidfile=pidfile,
-                on_stop=provider.close, address=section["listenAddress"])
+                on_stop=provider.close, on_drain=provider.drain, address=section["listenAddress"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,7 @@ INLINE_LOOKUP_LIMIT = 32  # more uncached frames than this are looked up off the
 #: one (a rebuilt local file, a refetch) gets a new token, so nothing stale is ever answered.
 RECENT_FRAMES = 50_000
 MB = 1024 * 1024
+DRAIN_MARGIN_SECONDS = 2.0  # downloads end this long before the drain does
 
 
 class FetchBudget:
@@ -99,6 +100,13 @@ class SymbolProvider:
     def start(self) -> None:
         self.lru.load(_is_valid_table)
         self.processor.warm_up()
+
+    def drain(self, seconds: float) -> None:
+        """Shutting down: downloads still running shortly before the drain ends are aborted,
+        so the requests waiting for them are answered (unknown) and the process exits in time."""
+        timer = threading.Timer(max(seconds - DRAIN_MARGIN_SECONDS, 0), self.fetcher.abort_all)
+        timer.daemon = True
+        timer.start()
 
     async def close(self) -> None:
         self.fetcher.abort_all()  # downloads in flight end now; their threads are daemons anyway

@@ -374,8 +374,11 @@ async def serve(app: tornado.web.Application, port: int, *, name: str,
                 pidfile: Path | None = None,
                 on_stop: Callable[[], Awaitable[None]] | None = None,
                 drain_seconds: float = 20.0, sockets: list | None = None,
-                address: str = "") -> None:
+                address: str = "", on_drain: Callable[[float], None] | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting, let requests in flight finish, exit.
+
+    ``on_drain(seconds)`` is told, when the drain starts, how long it lasts at most (the
+    DiskCache ends its downloads before then, so their requests get an answer).
 
     ``sockets``: already listening sockets (one of several processes on the port); else
     listen on ``address`` ("" for every address) and ``port``.
@@ -407,6 +410,8 @@ async def serve(app: tornado.web.Application, port: int, *, name: str,
         log.info("%s stopping: no new connections, draining requests in flight", name)
         server.stop()
         deadline = time.monotonic() + drain_seconds
+        if on_drain is not None:
+            on_drain(drain_seconds)
         while _active_requests(app) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await server.close_all_connections()
