@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
@@ -40,12 +41,17 @@ log = logging.getLogger("symserver.memcached")
 
 KEY_PREFIX = "sym1:"  # bump when the value format changes
 SOCKET_TIMEOUT_SECONDS = 0.25
-CALL_TIMEOUT_SECONDS = 0.5  # for one call: one chunk, a delete, a stats request
+CALL_TIMEOUT_SECONDS = 0.5  # for one small call: a delete, a stats request
 DEAD_RETRY_SECONDS = 1
-#: Keys per get_multi / set_multi call.  One call of 1000 frames takes ~10-20 ms; a request's
-#: total time in memcached is bounded by CALL_TIMEOUT_SECONDS per PARALLEL_CHUNKS chunks.
+#: Keys per get_multi / set_multi call.  One call of 1000 frames takes 10-20 ms (on a busy
+#: 2-core machine, now and then far more: a late chunk is a miss, not the end of caching).
 CHUNK_KEYS = 1000
+CHUNK_TIMEOUT_SECONDS = 2.0  # generous: on a busy machine a collection pass of the GC alone can take 1 s
 PARALLEL_CHUNKS = 2  # chunks of one request in flight at once (each on its own connection)
+#: After this many chunks in a row fail (memcached hung or gone), a request stops using it,
+#: so its time in memcached is at most CHUNK_TIMEOUT_SECONDS per PARALLEL_CHUNKS chunks
+#: that succeed, plus about two timeouts.
+FAILURES_TO_GIVE_UP = 2
 THREADS = 8
 #: The longest value read or written.  Our values are ~100 bytes; a frame with a long chain of
 #: inlined C++ templates a few KB.  A longer one is not cached in memcached (it is still
@@ -73,15 +79,23 @@ def decode(value: Any) -> CachedFrame | None:
     if not isinstance(value, bytes) or len(value) > MAX_VALUE_BYTES:
         return None
     try:
-        data = jsonio.loads(value)
+        data = _DECODER.decode(value.decode("utf-8"))
         if type(data) is not list or len(data) != 2:
             return None
         code_file, compact = data
         if code_file is not None and type(code_file) is not str:
             return None
         return code_file, FrameInfo.from_compact(compact) if compact is not None else None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None  # a foreign or damaged value counts as a miss
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+#: Built once: json.loads with any option builds a new decoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def _refuse(*_: Any) -> Any:
@@ -136,33 +150,37 @@ class FrameCache:
         self._client = PlainBytesClient(servers, socket_timeout=SOCKET_TIMEOUT_SECONDS,
                                         dead_retry=DEAD_RETRY_SECONDS) if servers else None
 
-    async def _call(self, method: str | Callable[..., Any], *args: Any) -> Any:
+    async def _call(self, method: str | Callable[..., Any], *args: Any,
+                    timeout: float = CALL_TIMEOUT_SECONDS) -> Any:
         loop = asyncio.get_running_loop()
         function = getattr(self._client, method) if isinstance(method, str) else method
         call = loop.run_in_executor(self._threads, function, *args)
-        return await asyncio.wait_for(call, CALL_TIMEOUT_SECONDS)
+        return await asyncio.wait_for(call, timeout)
 
     async def _in_chunks(self, work: Callable[[list[Chunk]], Any], items: list[Chunk],
                          what: str) -> list[Any]:
         """Run ``work`` on chunks of CHUNK_KEYS items, PARALLEL_CHUNKS at a time, each call
-        bounded by CALL_TIMEOUT_SECONDS; after a failure the remaining chunks are skipped."""
+        bounded by CHUNK_TIMEOUT_SECONDS.  A failed chunk is skipped (its keys are misses);
+        after FAILURES_TO_GIVE_UP failures in a row, so are all the chunks left."""
         chunks = [items[i:i + CHUNK_KEYS] for i in range(0, len(items), CHUNK_KEYS)]
         gate = asyncio.Semaphore(PARALLEL_CHUNKS)
-        failed = False
+        failures_in_a_row = 0
 
         async def one(chunk: list[Chunk]) -> Any:
-            nonlocal failed
+            nonlocal failures_in_a_row
             async with gate:
-                if failed:
+                if failures_in_a_row >= FAILURES_TO_GIVE_UP:
                     return None
                 try:
-                    return await self._call(work, chunk)
+                    result = await self._call(work, chunk, timeout=CHUNK_TIMEOUT_SECONDS)
                 except Exception as error:  # noqa: BLE001 - any memcached trouble is a miss
-                    if not failed:
-                        log.warning("memcached %s skipped (%d keys): %s", what, len(items),
-                                    error or type(error).__name__)
-                    failed = True
+                    failures_in_a_row += 1
+                    log.warning("memcached %s of %d of %d keys skipped%s: %s", what, len(chunk), len(items),
+                                "; giving up on the rest" if failures_in_a_row == FAILURES_TO_GIVE_UP else "",
+                                str(error) or type(error).__name__)
                     return None
+                failures_in_a_row = 0
+                return result
 
         return await asyncio.gather(*(one(chunk) for chunk in chunks))
 
@@ -206,7 +224,7 @@ class FrameCache:
         try:
             return bool(await self._call("delete", key))
         except Exception as error:  # noqa: BLE001
-            log.warning("memcached delete failed: %s", error or type(error).__name__)
+            log.warning("memcached delete failed: %s", str(error) or type(error).__name__)
             return False
 
     async def ping(self) -> bool:
