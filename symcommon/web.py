@@ -216,8 +216,12 @@ class JsonHandler(tornado.web.RequestHandler):
         self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
         self.set_header("Access-Control-Allow-Headers", asked if well_formed else SAFE_REQUEST_HEADERS)
         self.set_header("Access-Control-Max-Age", "86400")
-        # The answer depends on that request header: caches must not give one to another.
-        self.set_header("Vary", "Access-Control-Request-Headers")
+        if self.request.headers.get("Access-Control-Request-Private-Network", "").strip().lower() == "true":
+            # Chromium's Private Network Access: the profiler's public page calling a server on
+            # the user's machine. Only its permission prompt, where it has one, may still stop it.
+            self.set_header("Access-Control-Allow-Private-Network", "true")
+        # The answer depends on those request headers: caches must not give one to another.
+        self.set_header("Vary", "Access-Control-Request-Headers, Access-Control-Request-Private-Network")
         self.set_status(204)
         self.finish()
 

@@ -62,6 +62,18 @@ def test_a_preflight_with_no_or_a_malformed_list_gets_the_safe_list(trio, asked)
     assert response.headers["Access-Control-Allow-Headers"] == SAFE_REQUEST_HEADERS
 
 
+def test_a_private_network_preflight_is_allowed(trio):
+    """Chromium's Private Network Access preflight (a public page calling a server on the
+    user's machine or network) asks for one more header; other preflights do not get it."""
+    url = trio.url("SymServer", "/symbolicate/v5")
+    base = {"Origin": "https://profiler.example", "Access-Control-Request-Method": "POST"}
+    asked = requests.options(url, headers=dict(base, **{"Access-Control-Request-Private-Network": "true"}),
+                             timeout=30)
+    assert asked.status_code == 204
+    assert asked.headers["Access-Control-Allow-Private-Network"] == "true"
+    assert "Access-Control-Allow-Private-Network" not in requests.options(url, headers=base, timeout=30).headers
+
+
 def test_the_diskcache_sends_no_cors_headers(trio):
     """Only SymServer is a browser API: nothing a page sends to the DiskCache is readable."""
     answers = [
