@@ -285,3 +285,69 @@ def test_a_redirect_to_a_public_storage_host_is_followed(make_trio, symbol_store
 def test_a_redirect_to_a_private_address_is_refused(make_trio, symbol_store, storage_host):
     trio = make_trio([symbol_store.redirect_url(storage_host["private"])], {"DiskCache": {"retries": 0}})
     assert ask(trio, [XUL, NTDLL])[0]["knownModules"] == [False, False]
+
+
+# -- TLS --------------------------------------------------------------------------------------------
+
+
+def test_an_https_store_is_verified_and_its_redirects_guarded(tmp_path):
+    """The fetcher's own TLS path, against a real TLS server on loopback with a certificate
+    made here: refused while the certificate is not trusted, then decoded, and a redirect to
+    another loopback port refused even over TLS."""
+    import gzip
+    import shutil
+    import ssl
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from diskcache.fetcher import SymbolFetcher
+    from symcommon.modules import ModuleId
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    text = b"MODULE Linux x86_64 ABC0 tls.so\nPUBLIC 1000 0 TlsFunction\n"
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - stdlib's name
+            if self.path.startswith("/away/"):
+                self.send_response(302)
+                self.send_header("Location", f"https://127.0.0.1:{other.server_address[1]}/x")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = gzip.compress(text)
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    servers = []
+    for _ in range(2):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    store, other = servers
+    base = f"https://127.0.0.1:{store.server_address[1]}"
+    module, destination = ModuleId("tls.so", "ABC0"), tmp_path / "out.sym"
+    try:
+        untrusted = SymbolFetcher([base + "/plain"], 0, 10, 10, 1 << 20).fetch(module, destination)
+        assert not untrusted.found and "CERTIFICATE_VERIFY_FAILED" in " ".join(untrusted.errors)
+        trusted = ssl.create_default_context(cafile=str(cert))
+        found = SymbolFetcher([base + "/plain"], 0, 10, 10, 1 << 20, tls=trusted).fetch(module, destination)
+        assert found.found and destination.read_bytes() == text
+        away = SymbolFetcher([base + "/away"], 0, 10, 10, 1 << 20, tls=trusted).fetch(module, destination)
+        assert not away.found and away.failure_reasons == ["refused"]
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
