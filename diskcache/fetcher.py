@@ -258,7 +258,7 @@ class SymbolFetcher:
         store = urlsplit(base)
         store_origin = (store.hostname or "", store.port or DEFAULT_PORTS.get(store.scheme, 0))
         current = url
-        for hop in range(MAX_REDIRECTS + 1):
+        for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(current)
             if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
                 raise _Refused(f"{printable(current, 200)} is not an http(s) URL")
