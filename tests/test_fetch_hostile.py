@@ -219,6 +219,20 @@ def test_a_redirect_within_the_same_store_is_followed(make_trio, symbol_store):
     assert f"{symbol_store.url('plain')}/{XUL_PATH}" in log  # the final URL is logged
 
 
+def test_redirects_are_followed_at_most_five_in_a_row(make_trio, symbol_store):
+    def chain(hops: int) -> str:
+        url = symbol_store.url("plain")
+        for _ in range(hops):
+            url = symbol_store.redirect_url(url)
+        return url
+
+    trio = make_trio([chain(7), chain(5)], {"DiskCache": {"retries": 0}})
+    symbol_store.reset()
+    assert trio.post(sample_request()).text == SAMPLE_RESPONSE  # through the second store
+    assert symbol_store.count("/plain/" + XUL_PATH) == 1
+    assert "more than 5 redirects" in (trio.workdir / "DiskCache.log").read_text()
+
+
 def test_a_redirect_to_another_scheme_is_refused(make_trio, symbol_store, store_root):
     trio = make_trio([symbol_store.redirect_url(f"file://{store_root}")], {"DiskCache": {"retries": 0}})
     assert ask(trio, [XUL])[0]["knownModules"] == [False]
