@@ -201,8 +201,29 @@ class DiskLRU:
         return (module, kind) in self._entries
 
     def temporary_path(self, label: str, purpose: str) -> Path:
-        """A fresh path in ``.tmp`` for a file being written (``label`` is a cache stem)."""
+        """A fresh path in ``.tmp`` for a file being written (``label`` is a cache stem).
+
+        ``.tmp`` is checked each time: one replaced by a link since start is replaced in
+        turn by a real directory, so nothing is ever written where the link points."""
+        self._ensure_tmp_is_directory()
         return self.tmp / f"{label}.{os.getpid()}.{time.monotonic_ns()}.{purpose}"
+
+    def _ensure_tmp_is_directory(self) -> None:
+        try:
+            if stat.S_ISDIR(os.lstat(self.tmp).st_mode):
+                return
+            log.warning("replacing %s: no longer a directory (a symbolic link?); its target is left "
+                        "alone", printable(self.tmp))
+            self.tmp.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as error:  # a disk that refuses: the write that follows reports it
+            log.warning("cannot check %s: %s", printable(self.tmp), error.strerror or error)
+            return
+        try:
+            os.mkdir(self.tmp, 0o755)
+        except OSError as error:
+            log.warning("cannot create %s: %s", printable(self.tmp), error.strerror or error)
 
     def add(self, module: ModuleId, kind: str, written: Path) -> CacheEntry:
         """Rename a complete file from ``.tmp`` into place (over any older one, or a link,
@@ -256,12 +277,12 @@ class DiskLRU:
     def check_writable(self) -> str | None:
         """None if a file can be created in ``.tmp``, else why not.  The probe file never
         stays behind, even when it was created but could not be written (a full disk)."""
+        probe = self.temporary_path("health", "probe")  # (replaces a .tmp that is a link)
         try:
             if not stat.S_ISDIR(os.lstat(self.tmp).st_mode):
                 return f"{self.tmp.name} is not a directory (a symbolic link?)"
         except OSError as error:
             return error.strerror or str(error)
-        probe = self.temporary_path("health", "probe")
         try:
             with open_new(probe) as file:
                 file.write(b"ok")

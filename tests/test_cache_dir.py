@@ -51,6 +51,20 @@ def test_symlinked_tmp_is_replaced_and_its_target_left_alone(make_trio, symbol_s
     assert sorted(p.name for p in files[0].parent.iterdir()) == ["file0.txt", "file1.txt", "file2.txt"]
 
 
+def test_tmp_replaced_by_a_symlink_while_running_is_not_written_through(make_trio, symbol_store, tmp_path):
+    trio = make_trio([symbol_store.url("plain")])
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    before = outside.stat().st_mtime_ns
+    tmp = trio.cache_dir / ".tmp"
+    tmp.rmdir()
+    tmp.symlink_to(outside, target_is_directory=True)
+    assert trio.post(XUL_BODY, server="DiskCache").json()["symbolicatedStacks"] == XUL_ANSWER
+    assert outside.stat().st_mtime_ns == before, "a file was created in the directory .tmp pointed to"
+    assert tmp.is_dir() and not tmp.is_symlink()
+    assert trio.cache_dir.joinpath(XUL_TABLE).is_file()
+
+
 def test_symlinked_subdirectory_is_removed_not_its_target(make_trio, symbol_store, tmp_path):
     files = outside_files(tmp_path)
     trio = make_trio([symbol_store.url("plain")], run=False)
