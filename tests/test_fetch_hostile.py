@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -23,6 +22,7 @@ import pytest
 import requests
 
 from harness import SAMPLE_RESPONSE, sample_request
+from netns import NoNamespace, peer_host
 from symbol_store import SymbolStore
 
 XUL = ["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]
@@ -247,47 +247,28 @@ def storage_host(tmp_path: Path, symbol_store: SymbolStore) -> Iterator[dict[str
     private one (10.x, which the rule refuses); a plain web server there serves the store's
     files on both.
     """
-    tag = uuid.uuid4().hex[:6]
-    namespace, host_side, ns_side = f"symfetch{tag}", f"vsh{tag}", f"vsn{tag}"
-    a, b = random.randint(1, 250), random.randint(1, 250)
-    public, private = f"100.64.{a}.2", f"10.213.{b}.2"
-    setup = [
-        ["ip", "netns", "add", namespace],
-        ["ip", "link", "add", host_side, "type", "veth", "peer", "name", ns_side],
-        ["ip", "link", "set", ns_side, "netns", namespace],
-        ["ip", "addr", "add", f"100.64.{a}.1/30", "dev", host_side],
-        ["ip", "addr", "add", f"10.213.{b}.1/30", "dev", host_side],
-        ["ip", "link", "set", host_side, "up"],
-        ["ip", "netns", "exec", namespace, "ip", "addr", "add", f"{public}/30", "dev", ns_side],
-        ["ip", "netns", "exec", namespace, "ip", "addr", "add", f"{private}/30", "dev", ns_side],
-        ["ip", "netns", "exec", namespace, "ip", "link", "set", ns_side, "up"],
-        ["ip", "netns", "exec", namespace, "ip", "link", "set", "lo", "up"],
-    ]
-    server = None
     try:
-        for command in setup:
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:
-                pytest.skip(f"cannot make a network namespace here ({' '.join(command)}): {done.stderr.strip()}")
-        server = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-m", "http.server",
-                                   "8000", "--bind", "0.0.0.0", "--directory", str(symbol_store.root)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while True:
+        with peer_host(("100.64", "10.213")) as host:
+            (_, public), (_, private) = host.addresses
+            server = host.popen(sys.executable, "-m", "http.server", "8000", "--bind", "0.0.0.0",
+                                "--directory", str(symbol_store.root),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
-                socket.create_connection((public, 8000), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("the storage host's web server did not start")
-                time.sleep(0.1)
-        yield {"public": f"http://{public}:8000", "private": f"http://{private}:8000"}
-    finally:
-        if server is not None:
-            server.kill()
-            server.wait()
-        subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
-        subprocess.run(["ip", "link", "del", host_side], capture_output=True)  # gone with the namespace
+                deadline = time.monotonic() + 20
+                while True:
+                    try:
+                        socket.create_connection((public, 8000), timeout=1).close()
+                        break
+                    except OSError:
+                        if time.monotonic() > deadline:
+                            pytest.fail("the storage host's web server did not start")
+                        time.sleep(0.1)
+                yield {"public": f"http://{public}:8000", "private": f"http://{private}:8000"}
+            finally:
+                server.kill()
+                server.wait()
+    except NoNamespace as error:
+        pytest.skip(f"cannot make a network namespace here: {error}")
 
 
 def test_a_redirect_to_a_public_storage_host_is_followed(make_trio, symbol_store, storage_host):
