@@ -2,6 +2,7 @@
 """Soak test: several client processes against a real trio, with outages injected.
 
     python bench/soak.py --minutes 10 --clients 4
+    python bench/soak.py --minutes 10 --clients 4 --hostile
 
 Starts a trio through quickstart (loopback only, its own directories, ports and pid dir) and
 a symbol store serving generated modules; a small ``maxSizeMB`` keeps modules being evicted
@@ -11,6 +12,12 @@ implementation of the lookup rule. Meanwhile memcached and the DiskCache are kil
 restarted. At the end it prints requests, errors by kind (inside and outside the outage
 windows), wrong answers, latency percentiles and the RSS of each process at start and end.
 Bounded in time (--minutes) and requests (--max-requests).
+
+``--hostile`` adds, beside that workload, the neighbours of ``bench/hostile.py``: a trickling
+store and a gzip bomb behind the real store (clients ask for those modules too, with normal
+ones in the same request), poisoned memcached values under the keys of frames the clients
+ask for, and a few thousand idle half-sent connections to SymServer.  RSS of every process
+is sampled every 5 s and must stay under the bounds of :data:`RSS_BOUNDS_MB`.
 """
 
 from __future__ import annotations
@@ -37,12 +44,15 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
 from gen_symfile import generate  # noqa: E402
+from hostile import BOMB_MODULE, TRICKLE_MODULE, IdleConnections, MemcachedPoisoner, hostile_store_urls  # noqa: E402
 from harness import free_port  # noqa: E402
 from reference_rule import ReferenceModule  # noqa: E402
 from symbol_store import SymbolStore  # noqa: E402
 
 OUTAGE_GRACE_SECONDS = 3.0
 MISSING = ["missing.pdb", "00000000000000000000000000000000A"]
+#: --hostile: the most each process may use (DiskCache with its parsing workers), in MB.
+RSS_BOUNDS_MB = {"SymServer": 150, "DiskCache": 300, "memcached": 100}
 
 
 def build_modules(root: Path, count: int, size_mb: float, offsets_per_module: int, seed: int) -> list[dict]:
@@ -87,17 +97,32 @@ def v5_matches(module: dict, offset: int, frame: dict) -> bool:
 
 
 def client(number: int, url: str, modules: list[dict], deadline: float, max_requests: int,
-           results: multiprocessing.Queue) -> None:
+           results: multiprocessing.Queue, hostile: bool = False) -> None:
     """One client process: a weighted mix of request kinds, every answer checked."""
     rng = random.Random(number)
     session = requests.Session()
     records = []
     sent = 0
+    kinds, weights = ["warm-v4", "v4", "v5", "missing", "invalid"], [40, 20, 25, 5, 10]
+    if hostile:
+        kinds, weights = kinds + ["hostile"], weights + [3]
     while time.time() < deadline and sent < max_requests:
-        kind = rng.choices(["warm-v4", "v4", "v5", "missing", "invalid"], [40, 20, 25, 5, 10])[0]
+        kind = rng.choices(kinds, weights)[0]
         started = time.time()
         try:
-            if kind == "invalid":
+            if kind == "hostile":
+                module = rng.choice(modules)
+                offsets = rng.sample(list(module["answers"]), 10)
+                bad = rng.choice([TRICKLE_MODULE, BOMB_MODULE])
+                jobs = [{"memoryMap": [module["memory_map"]], "stacks": [[[0, o] for o in offsets]]},
+                        {"memoryMap": [bad], "stacks": [[[0, 0x1234]]]}]
+                response = session.post(url + "/symbolicate/v5", json={"jobs": jobs}, timeout=120)
+                outcome = _status(response)
+                if not outcome:
+                    good, unknown = response.json()["results"]
+                    right = all(v5_matches(module, o, frame) for o, frame in zip(offsets, good["stacks"][0]))
+                    outcome = "ok" if right and not any(unknown["found_modules"].values()) else "wrong"
+            elif kind == "invalid":
                 body = rng.choice([b"{", b'{"version": 4}', b'{"stacks": [[[0, -1]]], "memoryMap": [], "version": 4}',
                                    json.dumps({"jobs": "x"}).encode()])
                 path = "/symbolicate/v5" if b"jobs" in body else "/"
@@ -169,6 +194,9 @@ def main() -> int:
     parser.add_argument("--memcached-every", type=float, default=75.0, help="seconds between memcached kills")
     parser.add_argument("--diskcache-every", type=float, default=110.0, help="seconds between DiskCache kills")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--hostile", action="store_true",
+                        help="add a trickling store, a gzip bomb, poisoned memcached values and idle connections")
+    parser.add_argument("--idle-connections", type=int, default=2000, help="with --hostile")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
@@ -177,10 +205,21 @@ def main() -> int:
     modules = build_modules(store_root, args.modules, args.module_mb, 300, args.seed)
     store = SymbolStore(store_root)
     store.start()
+    symbol_urls = [store.url("plain")]
+    hostile_store = None
+    if args.hostile:
+        hostile_root = workdir / "hostile-store"
+        name, debug_id = TRICKLE_MODULE
+        path = hostile_root / name / debug_id / (name[:-4] + ".sym")
+        path.parent.mkdir(parents=True)
+        generate(path, 1.0, seed=args.seed, debug_file=name, debug_id=debug_id, code_file="trickle0.dll")
+        hostile_store = SymbolStore(hostile_root)
+        hostile_store.start()
+        symbol_urls = hostile_store_urls(store.url("plain"), hostile_store)
     ports = {"DiskCache": free_port(), "SymServer": free_port(), "memcached": free_port()}
     config = {
         "DiskCache": {"cachePath": str(workdir / "cache"), "port": ports["DiskCache"], "localSymbolDirs": [],
-                      "symbolURLs": [store.url("plain")], "maxSizeMB": 3, "missingModuleTTLSeconds": 5,
+                      "symbolURLs": symbol_urls, "maxSizeMB": 3, "missingModuleTTLSeconds": 5,
                       "log": {"path": str(workdir / "DiskCache.log")}},
         "SymServer": {"port": ports["SymServer"], "DiskCacheServer": f"127.0.0.1:{ports['DiskCache']}",
                       "memcachedServers": [f"127.0.0.1:{ports['memcached']}"],
@@ -188,6 +227,8 @@ def main() -> int:
         "quickstart": {"memcached": {"port": ports["memcached"], "restart": True, "maxMemoryMB": "32"},
                        "DiskCache": {"restart": False}, "SymServer": {"restart": False}},
     }
+    if args.hostile:
+        config["DiskCache"].update({"downloadTimeoutSeconds": 4, "maxSymbolFileMB": 64})
     config_path = workdir / "config.json"
     config_path.write_text(json.dumps(config))
     pid_dir = workdir / "pids"
@@ -209,10 +250,19 @@ def main() -> int:
     started = time.time()
     deadline = started + args.minutes * 60
     queue: multiprocessing.Queue = multiprocessing.Queue()
-    clients = [multiprocessing.Process(target=client, args=(n, url, modules, deadline, args.max_requests, queue))
+    clients = [multiprocessing.Process(target=client, args=(n, url, modules, deadline, args.max_requests, queue,
+                                                            args.hostile))
                for n in range(args.clients)]
     for process in clients:
         process.start()
+    marker = workdir / "memcached-value-ran-code"
+    neighbours: list = []
+    if args.hostile:
+        neighbours = [MemcachedPoisoner(ports["memcached"], modules, marker, deadline - 5),
+                      IdleConnections(ports["SymServer"], args.idle_connections, deadline - 5)]
+        for neighbour in neighbours:
+            neighbour.start()
+    peak_rss: dict[str, float] = {}
 
     outages: list[tuple[float, float, str]] = []
 
@@ -230,13 +280,17 @@ def main() -> int:
     diskcache_rss_after_restarts: list[float | None] = []
     records: list[tuple] = []
     samples: list[tuple[float, float | None, float | None]] = []
-    next_sample = started
+    next_sample = next_peak_sample = started
     finished = 0
     while finished < len(clients):
         now = time.time()
         if now >= next_sample:
             samples.append((now - started, rss_mb(pid("SymServer")), rss_mb(pid("DiskCache"), children=False)))
             next_sample += 30
+        if args.hostile and now >= next_peak_sample:
+            for name in RSS_BOUNDS_MB:
+                peak_rss[name] = max(peak_rss.get(name, 0.0), rss_mb(pid(name)) or 0.0)
+            next_peak_sample = now + 5
         if now < deadline - 10 and now >= next_memcached:
             outage("memcached")
             next_memcached += args.memcached_every
@@ -257,8 +311,12 @@ def main() -> int:
     rss_end = {name: rss_mb(pid(name)) for name in ("SymServer", "DiskCache", "memcached")}
     diskcache_alone = rss_mb(pid("DiskCache"), children=False)
     symserver_pid = pid("SymServer")
+    for neighbour in neighbours:
+        neighbour.join(timeout=10)
     subprocess.run([*quickstart, "--stop"], capture_output=True)
     store.stop()
+    if hostile_store is not None:
+        hostile_store.stop()
 
     def in_outage(moment: float, duration: float) -> str | None:
         for begin, end, what in outages:
@@ -305,8 +363,20 @@ def main() -> int:
     print("  RSS every 30 s (SymServer / DiskCache without workers, MB): " + ", ".join(
         f"{t:.0f}s {a or 0:.0f}/{b or 0:.0f}" for t, a, b in samples))
     print(f"  memcached RSS start -> end    {rss_start['memcached']:.1f} MB -> {rss_end['memcached']:.1f} MB")
+    over_bound = []
+    if args.hostile:
+        poisoner, idle = neighbours
+        ran_code = marker.exists()
+        over_bound = [name for name, peak in peak_rss.items() if peak > RSS_BOUNDS_MB[name]]
+        print(f"  poisoned memcached values     {poisoner.planted}; a value ran code: {'YES' if ran_code else 'no'}")
+        print(f"  idle connections              {args.idle_connections} held: {idle.opened} opened, "
+              f"{idle.closed_by_server} closed by the server, {idle.refused} refused")
+        print("  peak RSS (every 5 s)          " + ", ".join(
+            f"{name} {peak:.0f} MB (bound {RSS_BOUNDS_MB[name]})" for name, peak in peak_rss.items()))
+        if ran_code:
+            over_bound.append("memcached value ran code")
     print(f"  logs in                       {workdir}")
-    return 1 if wrong or errors_out else 0
+    return 1 if wrong or errors_out or over_bound else 0
 
 
 if __name__ == "__main__":
