@@ -7,9 +7,9 @@ from typing import Any
 
 import tornado.web
 
-from diskcache.provider import SymbolProvider
+from diskcache.provider import FetchBudget, SymbolProvider
 from symcommon import requests as api
-from symcommon.responses import v4_response, v5_result
+from symcommon.responses import bound_answers, v4_response, v5_result
 from symcommon.web import ApiError, JsonHandler, OriginalProtocolHandler, protocol_application, wants_debug
 
 class DiskCacheHandler(JsonHandler):
@@ -20,7 +20,9 @@ class DiskCacheHandler(JsonHandler):
 
 class V4Handler(OriginalProtocolHandler, DiskCacheHandler):
     async def v4_answer(self, job: api.Job, version: int) -> Any:
-        return v4_response(job, await self.provider.answer(job), version)
+        answers = await self.provider.answer(job)
+        bound_answers([job], [answers], self.provider.max_answer_bytes)
+        return v4_response(job, answers, version)
 
     async def debug_action(self, request: api.DebugRequest) -> dict[str, Any]:
         module = api.debug_module(request)
@@ -42,7 +44,9 @@ class V5Handler(DiskCacheHandler):
     async def post(self) -> None:
         jobs = api.parse_v5(self.json_body(), self.settings["limits"])
         debug: dict[str, list] | None = {} if wants_debug(self.request) else None
-        answers = await asyncio.gather(*(self.provider.answer(job, debug) for job in jobs))
+        budget = FetchBudget(self.provider.max_fetches)  # for the whole request
+        answers = await asyncio.gather(*(self.provider.answer(job, debug, budget) for job in jobs))
+        bound_answers(jobs, answers, self.provider.max_answer_bytes)
         body: dict[str, Any] = {"results": [v5_result(job, answer) for job, answer in zip(jobs, answers)]}
         if debug is not None:
             body["debug"] = debug

@@ -6,6 +6,7 @@ is then a dict lookup instead of a bisection, a page and a parsed FUNC block).
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -105,7 +106,10 @@ class RecentFrames:
         if not self.max_entries or not values:
             return
         expires = time.monotonic() + self.max_age
-        for key, value in values.items():
+        items = iter(values.items())
+        if len(values) > self.max_entries:  # the first ones would be rotated out by the last ones
+            items = itertools.islice(items, len(values) - self.max_entries, None)
+        for key, value in items:
             self._add_young(key, (expires, value, value_size(value)))
 
     def _add_young(self, key: Any, entry: tuple[float, Any, int]) -> None:

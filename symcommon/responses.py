@@ -6,13 +6,18 @@ Both servers find symbols their own way (memcached + DiskCache, or tables on dis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable
 
-from symcommon.frames import FrameInfo
+from symcommon.frames import FrameInfo, InlineFrame
 from symcommon.requests import Job
 
 UNKNOWN_MODULE = "<unknown>"
+#: Ends a name shortened so that an answer stays within ``maxAnswerMB``.
+SHORTENED_MARKER = "..."
+#: Answer-bounding never shortens a name below this many characters (marker included).
+MIN_SHORTENED_NAME = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,8 @@ class JobAnswers:
 
     modules: dict[int, ModuleAnswer] = field(default_factory=dict)
     symbols: dict[tuple[int, int], FrameInfo | None] = field(default_factory=dict)
+    #: Frames whose names were shortened to bound the answer (v5: ``"names_shortened": true``).
+    shortened: set[tuple[int, int]] = field(default_factory=set)
 
 
 def v4_frame(job: Job, answers: JobAnswers, module_index: int, offset: int) -> str:
@@ -72,6 +79,8 @@ def v5_result(job: Job, answers: JobAnswers) -> dict[str, Any]:
                 info = answers.symbols.get((module_index, offset))
                 if info is not None:
                     frame.update(info.to_v5_fields())
+                    if (module_index, offset) in answers.shortened:
+                        frame["names_shortened"] = True
             frames.append(frame)
         stacks.append(frames)
     found: dict[str, bool | None] = {}
@@ -79,3 +88,73 @@ def v5_result(job: Job, answers: JobAnswers) -> dict[str, Any]:
         module = answers.modules.get(index)
         found[entry.label] = None if module is None else module.found
     return {"stacks": stacks, "found_modules": found}
+
+
+def _names(info: FrameInfo) -> list[str]:
+    names = [info.function, info.file or ""]
+    for inline in info.inlines:
+        names += (inline.function, inline.file or "")
+    return names
+
+
+def _shorten(name: str | None, cap: int) -> str | None:
+    if name is None or len(name) <= cap:
+        return name
+    return name[:cap - len(SHORTENED_MARKER)] + SHORTENED_MARKER
+
+
+def _shortened_info(info: FrameInfo, cap: int) -> FrameInfo:
+    return replace(info, function=_shorten(info.function, cap), file=_shorten(info.file, cap),
+                   inlines=tuple(InlineFrame(_shorten(i.function, cap), _shorten(i.file, cap), i.line)
+                                 for i in info.inlines))
+
+
+def bound_answers(jobs: Iterable[Job], answers: Iterable[JobAnswers], max_name_bytes: int) -> int | None:
+    """Shorten the longest names of a request's answers so that all the names it repeats
+    (once per frame that shows them) hold about ``max_name_bytes`` at most.
+
+    Names are what can make an answer huge: a thousand frames in a function with a 64 KiB
+    name are 64 MB of JSON.  The cap is the largest length (not below
+    :data:`MIN_SHORTENED_NAME`) that fits; names longer than it end in
+    :data:`SHORTENED_MARKER` and their frames are listed in ``JobAnswers.shortened``.
+    Linear in the frames (the cap is found by bisection over the distinct symbols).
+    Returns the cap used, or None when nothing was shortened.
+    """
+    pairs = list(zip(jobs, answers))
+    uses_per_job = []
+    total = 0
+    for job, answer in pairs:  # the common case first: one cheap pass, nothing to shorten
+        uses = Counter(frame for stack in job.stacks for frame in stack) if answer.symbols else Counter()
+        uses_per_job.append(uses)
+        for key, info in answer.symbols.items():
+            if info is not None:
+                size = len(info.function) + len(info.file or "")
+                if info.inlines:
+                    size += sum(len(i.function) + len(i.file or "") for i in info.inlines)
+                total += uses[key] * size
+    if total <= max_name_bytes:
+        return None
+    weighted: list[tuple[int, list[int]]] = []  # (frames showing it, its name lengths)
+    for (_, answer), uses in zip(pairs, uses_per_job):
+        for key, info in answer.symbols.items():
+            if info is not None and uses[key]:
+                weighted.append((uses[key], [len(name) for name in _names(info)]))
+
+    def size(cap: int) -> int:
+        return sum(count * sum(min(length, cap) for length in lengths) for count, lengths in weighted)
+
+    low, high = MIN_SHORTENED_NAME, max(max(lengths) for _, lengths in weighted)
+    if size(low) < max_name_bytes:
+        while low < high:  # the largest cap whose size fits
+            middle = (low + high + 1) // 2
+            if size(middle) <= max_name_bytes:
+                low = middle
+            else:
+                high = middle - 1
+    cap = low
+    for _, answer in pairs:
+        for key, info in answer.symbols.items():
+            if info is not None and any(len(name) > cap for name in _names(info)):
+                answer.symbols[key] = _shortened_info(info, cap)
+                answer.shortened.add(key)
+    return cap

@@ -22,14 +22,18 @@ from symserver.symbolicate import Symbolicator
 async def run(config: dict, pidfile: Path | None, shared: SharedState | None = None,
               sockets: list | None = None) -> None:
     section = config["SymServer"]
-    AsyncHTTPClient.configure(None, max_clients=100)
+    # A DiskCache answer repeats names per frame: a million frames are more than tornado's
+    # default 100 MB.  Its names are bounded by maxAnswerMB, the rest by the frame count.
+    AsyncHTTPClient.configure(None, max_clients=100, max_body_size=section["maxAnswerMB"] * 1024 * 1024
+                              + section["maxFramesPerRequest"] * 1024)
     frames = FrameCache(section["memcachedServers"])
     # The LRU fronts memcached: with no memcached (a local build being rebuilt), no caching.
     shared = shared or SharedState()
     recent = RecentFrames(section["frameCacheEntries"] if section["memcachedServers"] else 0,
                           section["frameCacheSeconds"], shared)
     diskcaches = DiskCacheFleet(diskcache_addresses(section))
-    symbolicator = Symbolicator(frames, diskcaches, Metrics("symserver"), recent)
+    symbolicator = Symbolicator(frames, diskcaches, Metrics("symserver"), recent,
+                                max_answer_bytes=section["maxAnswerMB"] * 1024 * 1024)
 
     async def stop() -> None:
         frames.close()

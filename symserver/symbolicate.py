@@ -21,7 +21,7 @@ from symcommon.frames import FrameInfo
 from symcommon.metrics import Metrics
 from symcommon.modules import ModuleId
 from symcommon.requests import Job
-from symcommon.responses import JobAnswers, ModuleAnswer
+from symcommon.responses import JobAnswers, ModuleAnswer, bound_answers
 from symserver.diskcache_client import DiskCacheDown, DiskCacheUnavailable
 from symcommon.recentframes import RecentFrames
 from symserver.framecache import CachedFrame, FrameCache, frame_key
@@ -48,6 +48,10 @@ class Outcome:
     diskcache_round_trips: int = 0
     diskcache_seconds: float = 0.0
     diskcache_debug: dict[str, Any] = field(default_factory=dict)
+    #: Modules the DiskCache did not look up (over its maxFetchesPerRequest): found_modules null.
+    not_looked_up: set[ModuleId] = field(default_factory=set)
+    #: Frames the DiskCache shortened to bound its answer: answered, never cached.
+    uncacheable: set[Lookup] = field(default_factory=set)
 
     def debug(self) -> dict[str, Any]:
         """The figures a ``Debug: true`` request gets back."""
@@ -63,8 +67,9 @@ class Outcome:
 
 class Symbolicator:
     def __init__(self, frames: FrameCache, diskcache: DiskCacheFleet, metrics: Metrics | None = None,
-                 recent: RecentFrames | None = None) -> None:
+                 recent: RecentFrames | None = None, max_answer_bytes: int = 256 * 1024 * 1024) -> None:
         self.frames = frames
+        self.max_answer_bytes = max_answer_bytes
         self.recent = recent if recent is not None else RecentFrames(0, 0)
         self.diskcache = diskcache
         metrics = metrics or Metrics("symserver")
@@ -119,9 +124,14 @@ class Symbolicator:
             outcome.diskcache_seconds = time.monotonic() - started
             fresh_by_key = {frame_key_of(*lookup): value for lookup, value in fresh.items()}
             found.update(fresh_by_key)
+            if outcome.uncacheable:
+                fresh = {lookup: value for lookup, value in fresh.items() if lookup not in outcome.uncacheable}
+                fresh_by_key = {frame_key_of(*lookup): value for lookup, value in fresh.items()}
             if fresh:
                 self.recent.put_many(fresh_by_key)
                 await self.frames.set_many({frame_key(*lookup): value for lookup, value in fresh.items()})
+        unasked = {str(module) for module in outcome.not_looked_up}
+        shortened = {frame_key_of(*lookup) for lookup in outcome.uncacheable}
         for names, frames in job_frames:
             answers = JobAnswers()
             modules, symbols = answers.modules, answers.symbols
@@ -131,9 +141,12 @@ class Symbolicator:
                     if frame[0] not in modules:
                         modules[frame[0]] = ModuleAnswer(True, value[0])
                     symbols[frame] = value[1]
-                else:  # a found module has a value for every frame, even "no symbol"
+                    if shortened and (names[frame[0]], frame[1]) in shortened:
+                        answers.shortened.add(frame)
+                elif names[frame[0]] not in unasked:  # a found module has a value for every frame
                     modules.setdefault(frame[0], ModuleAnswer(False))
             outcome.answers.append(answers)
+        bound_answers(jobs, outcome.answers, self.max_answer_bytes)
         return outcome
 
     async def _ask_diskcache(self, misses: list[Lookup], request_id: str, debug: bool,
@@ -198,9 +211,13 @@ class Symbolicator:
             found_flags = {m: found_modules.get(f"{m.debug_file}/{m.debug_id}") is True
                            for m in modules}
             fresh = {}
+            outcome.not_looked_up |= {m for m in modules
+                                      if found_modules.get(f"{m.debug_file}/{m.debug_id}", False) is None}
             for (module, offset), frame in zip(misses, frames, strict=True):
                 if found_flags[module]:
                     fresh[(module, offset)] = (frame.get("module"), FrameInfo.from_v5_fields(frame))
+                    if frame.get("names_shortened") is True:
+                        outcome.uncacheable.add((module, offset))
         except (KeyError, IndexError, TypeError, ValueError) as error:
             raise DiskCacheUnavailable(f"DiskCache at {address} sent an answer of the wrong shape: "
                                        f"{error}") from error
