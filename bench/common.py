@@ -302,7 +302,7 @@ class BenchTrio:
         self.started = True  # from here on, always try to stop it
         self.quickstart("-c", str(self.config_path))
         log(f"trio up in {self.workdir.name}: SymServer {self.symserver} "
-            f"({self.config['SymServer']['processes']} processes), DiskCache {self.diskcache}")
+            f"(processes: {self.config['SymServer']['processes']}), DiskCache {self.diskcache}")
         return self
 
     def stop(self) -> None:
