@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from symcommon.config import ConfigError, add_config_arguments, add_section_arguments, config_from_args
+from symcommon.config import ConfigError, add_config_arguments, add_section_arguments, config_from_args, per_core
 from symcommon.logs import setup_logging
 from symcommon.prefork import SharedState, run_processes
 from symcommon.web import write_pidfile
@@ -38,7 +38,7 @@ def server_main(argv: list[str] | None, *, prog: str, section: str, description:
         print(f"{prog}: {error}", file=sys.stderr)
         return 2
     setup_logging(config[section]["log"], to_stderr=not args.quiet)
-    processes = config[section].get("processes", 1)
+    processes = per_core(config[section].get("processes", 1))
     shared = SharedState()
     try:
         if processes > 1:

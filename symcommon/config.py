@@ -11,6 +11,7 @@ import argparse
 import copy
 import ipaddress
 import json
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 from typing import Any
@@ -44,7 +45,7 @@ DEFAULTS: Config = {
         "downloadTimeoutSeconds": 300,  # a module's whole download, by the wall clock
         "maxSymbolFileMB": 4096,  # decoded size of one downloaded file; larger ones are abandoned
         "downloadsPerStore": 8,  # downloads at once from each symbol store
-        "processWorkers": 1,
+        "processWorkers": 0,  # parsing worker processes; 0: one per core
         "maxRequestMB": 32,  # 1,000,000 frames of 64-bit offsets: 25 MB as JSON
         "maxFramesPerRequest": 1000000,
         "maxModulesPerRequest": 5000,
@@ -62,7 +63,7 @@ DEFAULTS: Config = {
         "DiskCacheServer": "127.0.0.1:8888",
         "DiskCacheServers": [],  # several DiskCaches, modules sharded over them; [] = [DiskCacheServer]
         "maxJobsPerRequest": 10,
-        "processes": 1,
+        "processes": 0,  # SymServer processes on the port; 0: one per core
         "frameCacheEntries": 50000,
         "frameCacheSeconds": 60,
         "maxRequestMB": 32,  # 1,000,000 frames of 64-bit offsets: 25 MB as JSON
@@ -95,11 +96,26 @@ PORT_KEYS = {"port"}
 #: The servers' own listen addresses (memcached's, under quickstart, goes to memcached as it is).
 LISTEN_ADDRESS_KEYS = {"DiskCache.listenAddress", "SymServer.listenAddress"}
 HOST_PORT_KEYS = {"DiskCacheServer", "DiskCacheServers"}
-POSITIVE_KEYS = {"maxSizeMB", "maxFiles", "maxFileSizeMB", "processWorkers", "maxJobsPerRequest", "processes",
+#: Counts of processes where 0 means one per core (:func:`per_core`); negative is refused.
+PER_CORE_KEYS = {"processWorkers", "processes"}
+POSITIVE_KEYS = {"maxSizeMB", "maxFiles", "maxFileSizeMB", "maxJobsPerRequest",
                  "maxRequestMB", "maxFramesPerRequest", "maxModulesPerRequest",
                  "maxStacksPerRequest", "maxFetchesPerRequest", "maxAnswerMB",
                  "headerTimeoutSeconds", "bodyTimeoutSeconds", "maxConnections"}
 POSITIVE_KEYS |= {"maxSymbolFileMB", "downloadsPerStore", "downloadTimeoutSeconds"}
+
+
+def cores() -> int:
+    """The cores this process may run on (a container's or taskset's limit, not the machine's)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def per_core(value: int) -> int:
+    """A ``PER_CORE_KEYS`` value as a number of processes: 0 is one per core."""
+    return value if value > 0 else cores()
 
 
 class ConfigError(ValueError):

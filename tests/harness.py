@@ -62,7 +62,8 @@ class Trio:
                           "localSymbolDirs": [], "symbolURLs": symbol_urls,
                           "retryDelayMs": 10,
                           "log": {"path": str(workdir / "DiskCache.log")}},
-            "SymServer": {"port": self.symserver_port,
+            # one SymServer process unless a test asks (the default is one per core)
+            "SymServer": {"port": self.symserver_port, "processes": 1,
                           "DiskCacheServer": f"127.0.0.1:{self.diskcache_port}",
                           "memcachedServers": [f"127.0.0.1:{self.memcached_port}"] if memcached else [],
                           "log": {"path": str(workdir / "SymServer.log")}},

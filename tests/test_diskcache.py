@@ -298,7 +298,7 @@ def test_a_dead_parsing_worker_is_replaced(make_trio, symbol_store, store_root):
     import psutil
 
     symbol_store.reset()
-    trio = make_trio([symbol_store.url("plain")])
+    trio = make_trio([symbol_store.url("plain")], {"DiskCache": {"processWorkers": 1}})
     diskcache = psutil.Process(trio.pid("DiskCache"))
     workers = [child for child in diskcache.children() if "diskcache.worker" in " ".join(child.cmdline())]
     assert len(workers) == 1  # processWorkers, started before any module was asked for

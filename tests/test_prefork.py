@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
 import time
@@ -10,7 +12,7 @@ import psutil
 import pytest
 import requests
 
-from harness import sample_request
+from harness import run_quickstart, sample_request
 from symcommon.frames import FrameInfo
 from symcommon.prefork import SharedState
 from symcommon.recentframes import RecentFrames
@@ -142,3 +144,21 @@ def test_recent_frames_expire_rotate_and_clear_across_processes(monkeypatch):
     disabled = RecentFrames(100, 0)
     disabled.put_many({("a", 1): ("a", None)})
     assert disabled.get_many([("a", 1)]) == {} and len(disabled) == 0
+
+
+def test_process_counts_default_to_one_per_core(make_trio, symbol_store, tmp_path):
+    """``processes`` and ``processWorkers`` left out (or 0) are one per core; explicit
+    numbers are kept, and a negative count is a config error."""
+    cores = len(os.sched_getaffinity(0))
+    trio = make_trio([symbol_store.url("plain")], {"SymServer": {"processes": 0}})
+    assert trio.post(sample_request()).json()["symbolicatedStacks"][0][0].endswith("(in xul.pdb)")
+    servers = psutil.Process(trio.pid("SymServer")).children()
+    assert len(servers) == (cores if cores > 1 else 0)  # one process serves alone, unforked
+    diskcache = psutil.Process(trio.pid("DiskCache"))
+    workers = [child for child in diskcache.children() if "diskcache.worker" in " ".join(child.cmdline())]
+    assert len(workers) == cores
+    for section, key in (("SymServer", "processes"), ("DiskCache", "processWorkers")):
+        result = run_quickstart(tmp_path / "pids", "--configJSON", json.dumps({section: {key: -1}}),
+                                cwd=tmp_path)
+        assert result.returncode == 2
+        assert f"{section}.{key}" in result.stdout + result.stderr
