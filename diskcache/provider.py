@@ -22,6 +22,7 @@ from diskcache.processing import Processor
 from diskcache.symfile import ModuleMismatch, NotASymbolFile, ProcessStats
 from diskcache.tableformat import TableFormatError
 from diskcache.tablereader import SymbolTable
+from symcommon.config import per_core
 from symcommon.logs import printable
 from symcommon.metrics import Metrics
 from symcommon.modules import ModuleId
@@ -61,7 +62,7 @@ class SymbolProvider:
         self.fetcher = SymbolFetcher(section["symbolURLs"], section["retries"],
                                      section["retryDelayMs"], section["downloadTimeoutSeconds"],
                                      section["maxSymbolFileMB"] * MB)
-        self.processor = Processor(section["processWorkers"])
+        self.processor = Processor(per_core(section["processWorkers"]))
         self.missing_ttl = section["missingModuleTTLSeconds"]
         self.max_fetches = section["maxFetchesPerRequest"]
         self.max_answer_bytes = section["maxAnswerMB"] * MB
