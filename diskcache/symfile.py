@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from diskcache.tablewriter import TableWriter
@@ -325,15 +326,17 @@ class ProcessStats:
     junk_lines: int
 
 
-def process_symbol_file(source: BinaryIO, sink: BinaryIO, expected_debug_id: str | None = None) -> ProcessStats:
+def process_symbol_file(source: BinaryIO, sink: BinaryIO, expected_debug_id: str | None = None,
+                        spill_dir: Path | None = None) -> ProcessStats:
     """Parse the .sym text read from ``source`` and write its table to ``sink``.
 
     Reads in chunks, so memory stays flat however large the file or its lines; only the
     block of one FUNC (its line records) is ever held whole.  Raises :class:`NotASymbolFile`,
     or :class:`ModuleMismatch` as soon as the MODULE line names another debug id than
-    ``expected_debug_id`` (compared case-insensitively).
+    ``expected_debug_id`` (compared case-insensitively).  ``spill_dir``: where the writer's
+    temporary index runs go (see :class:`TableWriter`).
     """
-    with TableWriter(sink) as writer:
+    with TableWriter(sink, spill_dir) as writer:
         return _process(source, writer, expected_debug_id)
 
 
@@ -415,10 +418,10 @@ def _process(source: BinaryIO, writer: TableWriter, expected_debug_id: str | Non
     module = dict(parser.module, code_id=parser.code_id, code_file=parser.code_file)
     stats = {
         "input_bytes": input_bytes,
-        "funcs": len(writer.funcs.keys),
-        "publics": len(writer.publics.keys),
-        "files": len(writer.files.keys),
-        "origins": len(writer.origins.keys),
+        "funcs": writer.funcs.count,
+        "publics": writer.publics.count,
+        "files": writer.files.count,
+        "origins": writer.origins.count,
         "junk_lines": parser.junk_lines,
     }
     output_bytes = writer.finish(module, stats)

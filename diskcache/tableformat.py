@@ -5,9 +5,9 @@ A table file is::
     header   64 bytes: magic, format version, header size, file length,
              directory offset and length (all little-endian)
     pages    zstd-compressed pages of values, written as the .sym file streams past
-    index    per table, each array compressed on its own, in the narrowest integer type
-             that fits: sorted keys (delta-coded), optional aux values, and the page,
-             start and length of each value
+    index    per table, each array in compressed chunks of ARRAY_CHUNK values, each chunk
+             in the narrowest integer type that fits: sorted keys (delta-coded), optional
+             aux values, and the page, start and length of each value
     spans    per table: the start and end file offsets (u64) of each of its pages
     dir      JSON: module info and where each table's arrays are
     trailer  8 bytes of magic, so a file cut short anywhere is recognised
@@ -17,6 +17,12 @@ There are four tables, each a sorted map from a u64 key to a byte string:
 ``publics`` (address -> name), ``files`` (FILE number -> path) and ``origins``
 (INLINE_ORIGIN number -> name).  Opening a table inflates its index (a few bytes per
 record); a lookup bisects the keys and decompresses only the one page that holds the value.
+
+Why chunked index arrays (format 4): the writer encodes and writes them a chunk at a time
+as it merges the records it spilled to a temporary file, so writing a table holds a few
+chunks, not the whole index (which grew with the record count: 143 MB of peak RSS for a
+1 GB module).  A directory entry of an array is ``[memory typecode, [[offset, length,
+stored typecode, count], ...]]``; delta-coded keys continue from chunk to chunk.
 
 Why zstd and a compressed index: on a 74 MB xul-class file, zlib level 1 pages plus a raw
 index made the table 33% of the .sym; zstd level 1 in 64 KiB pages plus the compressed
@@ -29,13 +35,14 @@ import struct
 import sys
 import threading
 from array import array
-from itertools import accumulate
+from itertools import chain
+from operator import sub
 
 import zstandard
 
 MAGIC = b"BPSYMTAB"
 TRAILER = b"BPSYMEND"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 HEADER = struct.Struct("<8sIIQQQ24x")
 HEADER_SIZE = HEADER.size  # 64
 REF = struct.Struct("<III")  # page index, start in the page, length
@@ -47,6 +54,8 @@ TABLE_NAMES = ("funcs", "publics", "files", "origins")
 #: repetition in C++ names and line records.
 PAGE_TARGET_BYTES = 64 * 1024
 ZSTD_LEVEL = 1
+#: Values per compressed chunk of an index array.
+ARRAY_CHUNK = 1 << 16
 #: No page or index array inflates to more than this (a corrupt size field cannot make a
 #: reader allocate gigabytes).
 MAX_INFLATED_BYTES = 1 << 31
@@ -110,35 +119,29 @@ def narrowest(maximum: int) -> str:
     raise ValueError(f"{maximum} does not fit in 64 bits")
 
 
-def encode_array(values: array, delta: bool = False) -> tuple[bytes, str, str]:
-    """Compress an integer array; ``delta`` stores differences (for sorted keys).
+def encode_chunk(values: array, previous: int | None = None) -> tuple[bytes, str]:
+    """Compress one chunk of an index array in the narrowest typecode that fits what is stored.
 
-    Returns the bytes, the typecode they are stored in and the typecode to hold the values
-    in: both the narrowest that fit, which halves the index a reader keeps in memory for
-    most modules (offsets below 4 GB, values in pages of 64 KiB).
+    ``previous``: delta coding (for sorted keys), each value stored as its difference from
+    the one before it, the first from ``previous`` (the last value of the chunk before, or 0).
+    Returns the bytes and their typecode.
     """
-    stored_values = values
-    if delta and len(values) > 1:
-        stored_values = array("Q", [values[0]]) + array("Q", [b - a for a, b in zip(values, values[1:])])
-    memory = narrowest(max(values, default=0))
+    stored_values: array | map = values
+    if previous is not None:
+        stored_values = array("Q", map(sub, values, chain((previous,), values)))
     stored = narrowest(max(stored_values, default=0))
-    return compress(array(stored, stored_values).tobytes()), stored, memory
+    return compress(array(stored, stored_values).tobytes()), stored
 
 
-def decode_array(data: bytes | memoryview, stored: str, memory: str, count: int, delta: bool = False) -> array:
-    """The inverse of :func:`encode_array`; checks the typecodes and the element count."""
-    if stored not in TYPECODES or memory not in TYPECODES:
-        raise TableFormatError(f"unknown array typecodes {stored!r}, {memory!r}")
+def decode_chunk(data: bytes | memoryview, stored: str, count: int) -> array:
+    """The values of one chunk as stored (:func:`encode_chunk`); checks typecode and count."""
+    if stored not in TYPECODES:
+        raise TableFormatError(f"unknown array typecode {stored!r}")
     values = array(stored)
     raw = decompress(data)
     if len(raw) % values.itemsize:
         raise TableFormatError("index array is not a whole number of values")
     values.frombytes(raw)
     if len(values) != count:
-        raise TableFormatError(f"index array holds {len(values)} values, expected {count}")
-    try:
-        if delta and count > 1:
-            return array(memory, accumulate(values))
-        return values if memory == stored else array(memory, values)
-    except OverflowError as error:
-        raise TableFormatError("index values do not fit their typecode") from error
+        raise TableFormatError(f"index chunk holds {len(values)} values, expected {count}")
+    return values

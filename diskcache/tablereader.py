@@ -11,26 +11,118 @@ from __future__ import annotations
 import itertools
 import json
 import mmap
+import threading
 from array import array
 from bisect import bisect_right
-from functools import lru_cache
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Callable
 
 from diskcache import tableformat as fmt
 from diskcache.lru import open_existing
 from diskcache.symfile import FuncBlock, parse_func_block
 from symcommon.frames import FrameInfo, InlineFrame
 
-PAGE_CACHE_SIZE = 16  # inflated 64 KiB pages kept per sorted table: at most 1 MB
+PAGE_CACHE_SIZE = 16  # inflated 64 KiB pages kept per sorted table: about 1 MB
 _tokens = itertools.count(1)
 BLOCK_CACHE_SIZE = 512
+NAME_CACHE_SIZE = 4096
+#: Bytes the caches of one table hold when no shared :class:`ByteLRU` is given.
+TABLE_CACHE_BYTES = 32 * 1024 * 1024
+
+
+class ByteLRU:
+    """One least-recently-used cache bounded in bytes, shared by the caches of many tables.
+
+    Entry counts alone do not bound memory once names can be 64 KiB: 4096 file names of a
+    table could hold 256 MB, and the DiskCache keeps hundreds of tables open.  All their
+    pages, FUNC blocks and names are charged here instead; lookups run in threads, hence
+    the lock.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+        self._owned: dict[Any, set[Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, owner: Any, key: Any, value: Any, size: int) -> None:
+        with self._lock:
+            if key in self._entries or size > self.max_bytes:
+                return
+            self._entries[key] = (value, size)
+            self._owned.setdefault(owner, set()).add(key)
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                old_key, (_, old_size) = self._entries.popitem(last=False)
+                self.bytes -= old_size
+                owned = self._owned.get(old_key[0])
+                if owned is not None:
+                    owned.discard(old_key)
+                    if not owned:
+                        del self._owned[old_key[0]]
+
+    def drop(self, owner: Any) -> None:
+        with self._lock:
+            for key in self._owned.pop(owner, ()):
+                self.bytes -= self._entries.pop(key)[1]
+
+    def count(self, owner: Any) -> int:
+        with self._lock:
+            return len(self._owned.get(owner, ()))
+
+
+class _Cached:
+    """``function(argument)`` remembered in a :class:`ByteLRU`, at most ``max_entries`` per
+    owner; shaped like ``functools.lru_cache`` where the tests look (cache_info, cache_clear)."""
+
+    def __init__(self, function: Callable[[Any], Any], lru: ByteLRU, size: Callable[[Any], int],
+                 max_entries: int) -> None:
+        self._function = function
+        self._lru = lru
+        self._size = size
+        self._max_entries = max_entries
+        self._owner = object()
+
+    def __call__(self, argument: Any) -> Any:
+        key = (self._owner, argument)
+        value = self._lru.get(key)
+        if value is None:
+            value = self._function(argument)
+            if value is not None and self._lru.count(self._owner) < self._max_entries:
+                self._lru.put(self._owner, key, value, self._size(value))
+        return value
+
+    def cache_clear(self) -> None:
+        self._lru.drop(self._owner)
+
+    def cache_info(self) -> SimpleNamespace:
+        return SimpleNamespace(currsize=self._lru.count(self._owner))
+
+
+def _name_size(name: str | None) -> int:
+    return 64 + len(name or "")
+
+
+def _block_size(value: tuple[str, Any]) -> int:
+    name, block = value
+    return 200 + len(name) + 100 * (len(block.line_starts) + len(block.inlines))
 
 
 class _SortedTable:
     """One sorted u64 -> bytes table of the file: its index inflated, its pages in the map."""
 
-    def __init__(self, view: memoryview, entry: dict[str, Any], limit: int) -> None:
+    def __init__(self, view: memoryview, entry: dict[str, Any], limit: int, lru: ByteLRU) -> None:
         try:
             count = int(entry["count"])
             page_count = int(entry["page_count"])
@@ -48,7 +140,7 @@ class _SortedTable:
         if count and max(self._pages) >= page_count:
             raise fmt.TableFormatError("value in a page that does not exist")
         self._view = view
-        self._page = lru_cache(maxsize=PAGE_CACHE_SIZE)(self._inflate)
+        self._page = _Cached(self._inflate, lru, lambda page: 64 + len(page), PAGE_CACHE_SIZE)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -73,24 +165,48 @@ class _SortedTable:
 
 
 def _load(view: memoryview, where: Any, count: int, limit: int, delta: bool = False) -> array:
-    offset, length, stored, memory = where
-    offset, length = int(offset), int(length)
-    if count < 0 or offset < fmt.HEADER_SIZE or length < 0 or offset + length > limit:
-        raise fmt.TableFormatError("index array out of bounds")
-    return fmt.decode_array(view[offset:offset + length], str(stored), str(memory), count, delta)
+    """An index array from its chunks (see :mod:`diskcache.tableformat`), in its typecode."""
+    memory, chunks = where
+    memory = str(memory)
+    if memory not in fmt.TYPECODES or count < 0:
+        raise fmt.TableFormatError(f"bad index array entry: typecode {memory!r}, count {count}")
+    values = array(memory)
+    previous = 0
+    for offset, length, stored, chunk_count in chunks:
+        offset, length, chunk_count = int(offset), int(length), int(chunk_count)
+        if offset < fmt.HEADER_SIZE or length < 0 or offset + length > limit or chunk_count < 0 \
+                or len(values) + chunk_count > count:
+            raise fmt.TableFormatError("index array out of bounds")
+        chunk = fmt.decode_chunk(view[offset:offset + length], str(stored), chunk_count)
+        try:
+            if delta:
+                sums = itertools.accumulate(chunk, initial=previous)
+                next(sums)
+                values.extend(sums)
+                previous = values[-1] if values else 0
+            else:
+                values.extend(chunk if chunk.typecode == memory else iter(chunk))
+        except OverflowError as error:
+            raise fmt.TableFormatError("index values do not fit their typecode") from error
+    if len(values) != count:
+        raise fmt.TableFormatError(f"index array holds {len(values)} values, expected {count}")
+    return values
 
 
 class SymbolTable:
     """A processed symbol file: module info plus lookups of module offsets."""
 
-    def __init__(self, buffer: Any, path: Path | None = None) -> None:
+    def __init__(self, buffer: Any, path: Path | None = None, cache: ByteLRU | None = None) -> None:
+        """``cache``: where pages, FUNC blocks and names are kept (shared by the DiskCache's
+        tables); else the table's own, of TABLE_CACHE_BYTES."""
         view = memoryview(buffer)
+        lru = cache if cache is not None else ByteLRU(TABLE_CACHE_BYTES)
         dir_offset, dir_length = fmt.check_header(view, len(view))
         try:
             directory = json.loads(bytes(view[dir_offset:dir_offset + dir_length]))
             self.module: dict[str, Any] = directory["module"]
             self.stats: dict[str, Any] = directory.get("stats", {})
-            tables = {name: _SortedTable(view, directory["tables"][name], dir_offset)
+            tables = {name: _SortedTable(view, directory["tables"][name], dir_offset, lru)
                       for name in fmt.TABLE_NAMES}
         except (ValueError, KeyError, TypeError) as error:
             raise fmt.TableFormatError(f"bad directory: {error}") from error
@@ -102,9 +218,9 @@ class SymbolTable:
         self._publics = tables["publics"]
         self._files = tables["files"]
         self._origins = tables["origins"]
-        self._block = lru_cache(maxsize=BLOCK_CACHE_SIZE)(self._parse_block)
-        self._file_name = lru_cache(maxsize=4096)(self._lookup_name_in(self._files))
-        self._origin_name = lru_cache(maxsize=4096)(self._lookup_name_in(self._origins))
+        self._block = _Cached(self._parse_block, lru, _block_size, BLOCK_CACHE_SIZE)
+        self._file_name = _Cached(self._lookup_name_in(self._files), lru, _name_size, NAME_CACHE_SIZE)
+        self._origin_name = _Cached(self._lookup_name_in(self._origins), lru, _name_size, NAME_CACHE_SIZE)
 
     def release_caches(self) -> None:
         """Drop the inflated pages and parsed blocks now, when the table is let go.
@@ -118,14 +234,14 @@ class SymbolTable:
             cache.cache_clear()
 
     @classmethod
-    def open(cls, path: Path) -> SymbolTable:
+    def open(cls, path: Path, cache: ByteLRU | None = None) -> SymbolTable:
         """Map the file read-only; raises :class:`TableFormatError` if it is not a whole table."""
         with open_existing(path) as file:  # a symbolic link is refused, not followed
             try:
                 mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
             except ValueError as error:  # empty file
                 raise fmt.TableFormatError("empty file") from error
-        return cls(mapped, path)
+        return cls(mapped, path, cache)
 
     @property
     def code_file(self) -> str | None:

@@ -29,7 +29,7 @@ def _write_table(text: BinaryIO, destination: Path, debug_id: str | None = None)
     ``debug_id``: the module asked for, which the file's MODULE line must name."""
     try:
         with open_new(destination, "w+b") as table:
-            stats = process_symbol_file(text, table, debug_id)
+            stats = process_symbol_file(text, table, debug_id, spill_dir=destination.parent)
             table.flush()
             os.fsync(table.fileno())
         return stats

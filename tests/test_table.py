@@ -556,3 +556,61 @@ def test_reference_agrees_on_names_over_the_cap():
     table = build(LONG_NAMES)
     assert table.lookup(0x1005).function == "n" * symfile.NAME_CAP + "\u2026[truncated]"
     assert table.lookup(0x3005).function == "l" * symfile.NAME_CAP + "\u2026[truncated]"
+
+
+@pytest.mark.parametrize("seed,chaos", [(1, False), (2, True), (3, True), (4, False)])
+def test_spilled_and_merged_index_runs_build_the_same_table(seed, chaos, monkeypatch):
+    """The writer spills index columns in runs and merges them (keys out of order, overlaps,
+    duplicates: ``chaos``); byte for byte the table must not depend on the run size, and
+    the answers must be the reference's.  Small chunks make the reader join many."""
+    from diskcache import tablewriter
+
+    monkeypatch.setattr(tableformat, "ARRAY_CHUNK", 17)
+    text = random_module(seed, funcs=400, chaos=chaos)
+
+    def table_bytes(run_records: int, merge_block: int) -> bytes:
+        monkeypatch.setattr(tablewriter, "RUN_RECORDS", run_records)
+        monkeypatch.setattr(tablewriter, "MERGE_BLOCK", merge_block)
+        sink = io.BytesIO()
+        process_symbol_file(io.BytesIO(text), sink)
+        return sink.getvalue()
+
+    whole = table_bytes(1 << 20, 4096)
+    for run_records, merge_block in [(1, 1), (3, 2), (64, 5), (100, 1000)]:
+        assert table_bytes(run_records, merge_block) == whole, (run_records, merge_block)
+    assert agree_everywhere(text, range(0xF00, 0x1000 + 400 * 0x240, 5)) > 1000
+
+
+def _writer_peak_bytes(tmp_path: Path, funcs: int) -> int:
+    """Peak Python-heap bytes while a module of ``funcs`` FUNCs (and as many FILEs and
+    PUBLICs) is written to a real file; the text itself is read from a file."""
+    import tracemalloc
+
+    source = tmp_path / f"{funcs}.sym"
+    with source.open("wb") as out:
+        out.write(b"MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 big.so\n")
+        out.write(b"".join(b"FILE %d src/f%d.cpp\n" % (i, i) for i in range(funcs)))
+        out.write(b"".join(b"FUNC %x 10 0 f%d()\n%x 10 %d %d\n" % (0x1000 + 16 * i, i, 0x1000 + 16 * i, i, i)
+                           for i in range(funcs)))
+        out.write(b"".join(b"PUBLIC %x 0 p%d\n" % (0x1000 + 16 * funcs + 4 * i, i) for i in range(funcs)))
+    tracemalloc.start()
+    try:
+        with source.open("rb") as text, (tmp_path / "out.symtab").open("w+b") as sink:
+            process_symbol_file(text, sink)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_writer_memory_does_not_grow_with_the_record_count(tmp_path, monkeypatch):
+    """The index is spilled and written in chunks: four times the records must not cost
+    more memory (the whole index in memory cost about 100 bytes per record)."""
+    from diskcache import tablewriter
+
+    monkeypatch.setattr(tablewriter, "RUN_RECORDS", 4096, raising=False)
+    monkeypatch.setattr(symfile, "CHUNK_BYTES", 64 * 1024)  # what one read costs stays small
+    small = _writer_peak_bytes(tmp_path, 25_000)
+    large = _writer_peak_bytes(tmp_path, 100_000)
+    assert large < small + 1_000_000, (small, large)
+    table = SymbolTable((tmp_path / "out.symtab").read_bytes())
+    assert table.stats["funcs"] == 100_000 and table.lookup(0x1000 + 16 * 99_999 + 3).line == 99_999
