@@ -460,8 +460,14 @@ def latency_summary(records: list[tuple[float, float, bool]]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- wrk
 
 def run_wrk(url: str, body: bytes, name: str, duration: float, connections: int, workdir: Path,
-            threads: int = 1) -> dict[str, Any]:
-    """``wrk -t<threads> -c<connections> -d<duration>s --latency -s post.lua url``, parsed."""
+            threads: int = 1, server_pid: int | None = None) -> dict[str, Any]:
+    """``wrk -t<threads> -c<connections> -d<duration>s --latency -s post.lua url``, parsed; with
+    ``server_pid``, also the CPU seconds that process (its threads included) used meanwhile:
+    whether the server was busy all along, and its CPU per request."""
+    import psutil
+
+    server = psutil.Process(server_pid) if server_pid else None
+    cpu_before = sum(server.cpu_times()[:2]) if server else 0.0
     directory = workdir / "wrk"
     directory.mkdir(parents=True, exist_ok=True)
     body_path = directory / f"{name}.json"
@@ -472,13 +478,21 @@ def run_wrk(url: str, body: bytes, name: str, duration: float, connections: int,
                       'wrk.headers["Content-Type"] = "application/json"\n')
     seconds = max(1, int(round(duration)))
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    began = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    wall = time.monotonic() - began
     output = result.stdout + result.stderr
     (directory / f"{name}.out").write_text(" ".join(command) + "\n" + output)
     parsed = parse_wrk(output)
     parsed["command"] = " ".join(command)
     parsed["exit_status"] = result.returncode
-    log(f"wrk {name}: {parsed['requests_per_second']} req/s, p99 {ms(parsed['p99_ms'])}, errors {parsed['errors']}")
+    if server is not None:
+        cpu = sum(server.cpu_times()[:2]) - cpu_before
+        parsed["server_cpu_busy"] = cpu / wall
+        parsed["server_cpu_us_per_request"] = cpu / parsed["requests"] * 1e6 if parsed.get("requests") else None
+    log(f"wrk {name}: {parsed['requests_per_second']} req/s, p99 {ms(parsed['p99_ms'])}, errors {parsed['errors']}"
+        + (f", server CPU {parsed['server_cpu_busy']:.0%} busy, {parsed['server_cpu_us_per_request'] or 0:.0f} us"
+           f"/request" if server is not None else ""))
     return parsed
 
 

@@ -146,6 +146,71 @@ def _check_v4(response: Any, frames: int, module: dict) -> dict[str, Any]:
     return {"status": 200, "correct": not problems, "problems": problems, "bytes": len(response.content)}
 
 
+def stage_timings(trio: BenchTrio, body: bytes, rounds: int = 300) -> dict[str, Any]:
+    """SymServer's own steps for one warm v4 request, timed in this process with nothing else
+    running (no profiler): the same calls its POST / handler makes, in the same order, with a
+    Symbolicator built as ``symserver/__main__.py`` builds it, on the trio's memcached and
+    DiskCache.  What a request costs beyond their sum (1 / req/s of one process under wrk) is
+    Tornado's HTTP work, the socket, the event loop and the access log."""
+    import asyncio
+    import statistics as stats
+
+    from symcommon import jsonio
+    from symcommon.config import DEFAULTS, diskcache_addresses
+    from symcommon.metrics import Metrics
+    from symcommon.prefork import SharedState
+    from symcommon.recentframes import RecentFrames
+    from symcommon.requests import Limits, check_body_counts, parse_debug, parse_v4
+    from symcommon.responses import v4_response
+    from symserver.framecache import FrameCache
+    from symserver.sharding import DiskCacheFleet
+    from symserver.symbolicate import Symbolicator
+
+    section = {**DEFAULTS["SymServer"], **trio.config["SymServer"]}
+    limits = Limits.from_section(section)
+
+    async def measure() -> dict[str, list[float]]:
+        frames = FrameCache(section["memcachedServers"])
+        recent = RecentFrames(section["frameCacheEntries"], section["frameCacheSeconds"], SharedState())
+        fleet = DiskCacheFleet(diskcache_addresses(section))
+        symbolicator = Symbolicator(frames, fleet, Metrics("bench"), recent,
+                                    max_answer_bytes=section["maxAnswerMB"] * 1024 * 1024)
+        clock = time.perf_counter
+        timings: dict[str, list[float]] = {name: [] for name in (
+            "count brackets (check_body_counts)", "JSON decode (jsonio.loads)", "validation (parse_debug, parse_v4)",
+            "lookups (Symbolicator.symbolicate, all recent-frames hits)", "response building (v4_response)",
+            "JSON encode (jsonio.dumps, as write_json)")}
+        names = list(timings)
+        try:
+            for number in range(rounds + 3):  # the first ones fill the recent-frames LRU from memcached
+                t0 = clock()
+                check_body_counts(body, limits)
+                t1 = clock()
+                value = jsonio.loads(body)
+                t2 = clock()
+                parse_debug(value)
+                version, job = parse_v4(value, None, limits)
+                t3 = clock()
+                outcome = await symbolicator.symbolicate([job], "bench", False)
+                t4 = clock()
+                answer = v4_response(job, outcome.answers[0], version, None)
+                t5 = clock()
+                jsonio.dumps(answer, compact=False)
+                t6 = clock()
+                if number >= 3:
+                    for name, seconds in zip(names, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
+                        timings[name].append(seconds)
+        finally:
+            frames.close()
+            fleet.close()
+        return timings
+
+    timings = asyncio.run(measure())
+    steps = [{"step": name, "us_median": stats.median(values) * 1e6, "us_mean": stats.fmean(values) * 1e6}
+             for name, values in timings.items()]
+    return {"rounds": rounds, "steps": steps, "us_sum_of_medians": sum(step["us_median"] for step in steps)}
+
+
 class Warm:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -194,17 +259,26 @@ class Warm:
                                  workdir / "echo.log")
             servers.append(echo)
 
-            def wrk(url: str, body: bytes, name: str) -> dict[str, Any]:
-                return run_wrk(url, body, name, ctx.duration, ctx.connections, workdir, threads=1)
+            def wrk(url: str, body: bytes, name: str, pid: int) -> dict[str, Any]:
+                return run_wrk(url, body, name, ctx.duration, ctx.connections, workdir, threads=1, server_pid=pid)
 
             figures: dict[str, Any] = {}
             for name, body in bodies.items():
-                figures[f"floor-{name}"] = wrk(f"http://127.0.0.1:{floor_port}/{name}", body, f"floor-{name}")
-                figures[f"symserver-{name}"] = wrk(trio.symserver + "/", body, f"symserver-{name}")
+                figures[f"floor-{name}"] = wrk(f"http://127.0.0.1:{floor_port}/{name}", body, f"floor-{name}",
+                                               floor.process.pid)
+                figures[f"symserver-{name}"] = wrk(trio.symserver + "/", body, f"symserver-{name}",
+                                                   trio.pid("SymServer"))
                 if name in ("v4-200", "sample"):
-                    figures[f"echo-{name}"] = wrk(f"http://127.0.0.1:{echo_port}/", body, f"echo-{name}")
-                figures[f"diskcache-{name}"] = wrk(trio.diskcache + "/", body, f"diskcache-{name}")
+                    figures[f"echo-{name}"] = wrk(f"http://127.0.0.1:{echo_port}/", body, f"echo-{name}",
+                                                  echo.process.pid)
+                figures[f"diskcache-{name}"] = wrk(trio.diskcache + "/", body, f"diskcache-{name}",
+                                                   trio.pid("DiskCache"))
             self.results["wrk"] = figures
+            try:
+                self.results["stages"] = stage_timings(trio, bodies["v4-200"])
+            except Exception as error:  # noqa: BLE001 - context; the server code may have moved on
+                self.errors["warm stage timings"] = f"{type(error).__name__}: {error}"
+                log(f"warm stage timings FAILED: {type(error).__name__}: {error}")
             try:
                 self.results["profile"] = self.profile(trio, workdir, bodies["v4-200"], "symserver")
             except Exception as error:  # noqa: BLE001 - the profile is context; the goals stand
@@ -333,6 +407,23 @@ class Warm:
         for key, check in self.results.get("checks", {}).items():
             if not check.get("correct"):
                 lines.append(f"warm answer {key}: {check}")
+        for key, figures in (self.results.get("wrk") or {}).items():
+            if figures.get("server_cpu_busy") is not None:
+                lines.append(f"wrk {key:20} {figures.get('requests_per_second') or 0:7.0f} req/s; server process CPU "
+                             f"{figures['server_cpu_busy']:4.0%} busy, {figures['server_cpu_us_per_request'] or 0:6.0f} "
+                             f"us CPU/request")
+        stages = self.results.get("stages")
+        rps = ((self.results.get("wrk") or {}).get("symserver-v4-200") or {}).get("requests_per_second")
+        if stages:
+            lines.append(f"SymServer's own steps for one warm 200-frame request, in process, no profiler "
+                         f"(median of {stages['rounds']}):")
+            for step in stages["steps"]:
+                lines.append(f"    {step['us_median']:7.0f} us  {step['step']}")
+            lines.append(f"    {stages['us_sum_of_medians']:7.0f} us  sum")
+            if rps:
+                lines.append(f"    {1e6 / rps - stages['us_sum_of_medians']:7.0f} us  the rest of the "
+                             f"{1e6 / rps:.0f} us a request takes under wrk ({rps:.0f} req/s): Tornado HTTP, "
+                             f"socket, event loop, access log")
         for name in ("profile", "profile_diskcache"):
             profile = self.results.get(name)
             if not profile:
