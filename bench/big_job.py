@@ -5,7 +5,7 @@
 
 Generates a module (``bench/gen_symfile.py``, kept in ``bench/work/``), serves it from a
 symbol store on 127.0.0.1, starts a trio through quickstart with the default request limits
-(its own config, free ports, fresh cache and memcached), then POSTs one v5 job of
+(its own config, free ports, fresh cache and a 1 GB memcached), then POSTs one v5 job of
 --addresses distinct offsets inside the module to SymServer twice: cold (download, processing,
 a DiskCache request carrying every address, memcached fill) and warm (from memcached and the
 in-process cache).  Meanwhile the RSS of SymServer and of the DiskCache (its children
@@ -108,7 +108,9 @@ def main() -> int:
     print(f"module: {sym.stat().st_size / 1e6:.1f} MB, {stats['funcs']} FUNCs; request: one job, "
           f"{args.addresses} distinct addresses, {len(body) / 1e6:.1f} MB of JSON")
     with SymbolStore(store_root) as store, tempfile.TemporaryDirectory(prefix="big_job.") as temporary:
-        trio = Trio(Path(temporary), [store.url("plain")]).start()
+        # memcached big enough to hold every frame, so the warm request is answered from it.
+        trio = Trio(Path(temporary), [store.url("plain")],
+                    {"quickstart": {"memcached": {"maxMemoryMB": "1024"}}}).start()
         try:
             figures = {attempt: measure(trio, body) for attempt in ("cold", "warm")}
         finally:

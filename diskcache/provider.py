@@ -21,7 +21,7 @@ from diskcache.lru import RAW, TABLE, CacheEntry, DiskLRU, discard, open_new
 from diskcache.processing import Processor
 from diskcache.symfile import ModuleMismatch, NotASymbolFile, ProcessStats
 from diskcache.tableformat import TableFormatError
-from diskcache.tablereader import SymbolTable
+from diskcache.tablereader import ByteLRU, SymbolTable
 from symcommon.config import per_core
 from symcommon.logs import printable
 from symcommon.metrics import Metrics
@@ -40,6 +40,7 @@ INLINE_LOOKUP_LIMIT = 32  # more uncached frames than this are looked up off the
 #: one (a rebuilt local file, a refetch) gets a new token, so nothing stale is ever answered.
 RECENT_FRAMES = 50_000
 MB = 1024 * 1024
+TABLE_CACHE_MB = 128
 DRAIN_MARGIN_SECONDS = 2.0  # downloads end this long before the drain does
 
 
@@ -78,6 +79,8 @@ class SymbolProvider:
         self._inflight: dict[Any, asyncio.Future] = {}
         self._loads: dict[ModuleId, dict[str, Any]] = {}
         self._recent = RecentFrames(RECENT_FRAMES, 24 * 3600)
+        #: Every open table's inflated pages, parsed FUNC blocks and names, bounded in bytes.
+        self.table_cache = ByteLRU(TABLE_CACHE_MB * MB)
         self.metrics = metrics or Metrics("diskcache")
         self._count_metrics(self.metrics)
 
@@ -144,7 +147,7 @@ class SymbolProvider:
             self._open.move_to_end(module)
             return table
         try:
-            table = SymbolTable.open(entry.path)
+            table = SymbolTable.open(entry.path, self.table_cache)
         except (OSError, TableFormatError) as error:
             log.warning("cached table %s is unusable (%s); fetching it again",
                         printable(entry.path.name), error)
@@ -234,10 +237,10 @@ class SymbolProvider:
             loop = asyncio.get_running_loop()
             if keep:
                 entry = self.lru.add(module, TABLE, destination)
-                table = await loop.run_in_executor(self.threads, SymbolTable.open, entry.path)
+                table = await loop.run_in_executor(self.threads, SymbolTable.open, entry.path, self.table_cache)
                 self._keep_open(module, table)
             else:  # stays mapped after the unlink below
-                table = await loop.run_in_executor(self.threads, SymbolTable.open, destination)
+                table = await loop.run_in_executor(self.threads, SymbolTable.open, destination, self.table_cache)
         except ModuleMismatch as error:
             log.warning("symbols for %s are another module's: %s; answering as unknown",
                         printable(module), printable(str(error)))

@@ -206,6 +206,8 @@ class SymbolTable:
             directory = json.loads(bytes(view[dir_offset:dir_offset + dir_length]))
             self.module: dict[str, Any] = directory["module"]
             self.stats: dict[str, Any] = directory.get("stats", {})
+            #: the identity (path, size, mtime_ns) of the local file the table was made from
+            self.source: dict[str, Any] | None = directory.get("source")
             tables = {name: _SortedTable(view, directory["tables"][name], dir_offset, lru)
                       for name in fmt.TABLE_NAMES}
         except (ValueError, KeyError, TypeError) as error:

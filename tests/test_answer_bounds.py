@@ -106,3 +106,29 @@ def test_recent_frames_are_bounded_in_bytes_as_well_as_entries():
     recent.put_many(million)  # one request bigger than the cache: it rotates, never grows past it
     assert len(recent) <= 50_002
     assert recent.get_many([("m", 999_999)])
+
+
+def test_table_caches_are_bounded_in_bytes_across_tables():
+    import io
+
+    from diskcache.symfile import process_symbol_file
+    from diskcache.tablereader import ByteLRU, SymbolTable
+
+    files = 400
+    lines = [f"MODULE windows x86_64 {LONG_ID} long.pdb"]
+    lines += [f"FILE {n} {long_name(f'dir{n}')}" for n in range(files)]
+    for n in range(files):
+        lines += [f"FUNC {0x1000 + n * 0x100:x} 100 0 {long_name(f'func{n}')}",
+                  f"{0x1000 + n * 0x100:x} 100 {n + 1} {n}"]
+    sink = io.BytesIO()
+    process_symbol_file(io.BytesIO(("\n".join(lines) + "\n").encode()), sink)
+    shared = ByteLRU(4 * MB)
+    tables = [SymbolTable(sink.getvalue(), cache=shared) for _ in range(3)]
+    for table in tables:
+        for n in range(files):  # 400 x (60 KB name + 60 KB file) per table, 144 MB in all
+            info = table.lookup(0x1000 + n * 0x100 + 4)
+            assert info.function == long_name(f"func{n}") and info.file == long_name(f"dir{n}")
+            assert shared.bytes <= 4 * MB
+    tables[0].release_caches()
+    assert tables[0]._block.cache_info().currsize == 0
+    assert shared.bytes <= 4 * MB and shared.get((object(), 0)) is None

@@ -168,12 +168,12 @@ def test_bad_request_id_is_replaced(trio):
 
 @pytest.mark.parametrize("server", ["SymServer", "DiskCache"])
 def test_oversized_bodies_get_413_declared_or_streamed(trio, server):
-    declared = trio.post(None, raw=b" " * (16 * 1024 * 1024 + 1), server=server)
+    declared = trio.post(None, raw=b" " * (32 * 1024 * 1024 + 1), server=server)
     assert declared.status_code == 413
-    assert "16777216" in declared.json()["error"]
+    assert "33554432" in declared.json()["error"]
 
     def chunked():
-        for _ in range(17):
+        for _ in range(33):
             yield b" " * (1024 * 1024)
 
     streamed = trio.session.post(trio.url(server), data=chunked(), timeout=60)
@@ -182,18 +182,18 @@ def test_oversized_bodies_get_413_declared_or_streamed(trio, server):
 
 
 def test_frame_and_module_limits_name_the_limit(trio):
-    frames = {"version": 4, "memoryMap": [XUL], "stacks": [[[0, 1]] * 60000, [[0, 2]] * 40001]}
+    frames = {"version": 4, "memoryMap": [XUL], "stacks": [[[0, 1]] * 600000, [[0, 2]] * 400001]}
     response = trio.post(frames)
     assert response.status_code == 400
-    assert "100001 frames, more than the limit of 100000" in response.json()["error"]
+    assert "1000001 frames, more than the limit of 1000000" in response.json()["error"]
     modules = {"version": 4, "memoryMap": [XUL] * 5001, "stacks": []}
     response = trio.post(modules)
     assert response.status_code == 400
     assert "5001 modules, more than the limit of 5000" in response.json()["error"]
-    v5 = {"jobs": [{"memoryMap": [XUL], "stacks": [[[0, 1]] * 50000]}] * 3}
+    v5 = {"jobs": [{"memoryMap": [XUL], "stacks": [[[0, 1]] * 500001]}] * 2}
     response = trio.post(v5, path="/symbolicate/v5")
     assert response.status_code == 400
-    assert "jobs[2].stacks: 150000 frames" in response.json()["error"]
+    assert "jobs[1].stacks: 1000002 frames" in response.json()["error"]
 
 
 def test_the_largest_real_requests_are_within_the_default_limits(trio):
@@ -213,7 +213,7 @@ def test_early_answers_close_the_connection_so_reuse_never_meets_a_reset(trio, s
         not_found = trio.session.post(trio.url(server, "/no/such/path"), data=b"{}", timeout=10)
         assert not_found.status_code == 404 and not_found.headers.get("Connection") == "close"
         assert trio.post(sample_request(), server=server).status_code == 200  # same session, no reset
-    too_big = trio.post(None, raw=b" " * (16 * 1024 * 1024 + 1), server=server)
+    too_big = trio.post(None, raw=b" " * (32 * 1024 * 1024 + 1), server=server)
     assert too_big.status_code == 413 and too_big.headers.get("Connection") == "close"
     assert trio.post(sample_request(), server=server).status_code == 200
     bad = trio.post(None, raw=b"{bad", server=server)  # body read: the connection stays usable
