@@ -113,19 +113,6 @@ def test_table_replaced_by_symlink_while_running_is_not_read(make_trio, symbol_s
     assert not table.is_symlink()  # the link was dropped and a real table written in its place
 
 
-@pytest.fixture
-def small_filesystem(tmp_path):
-    """A 4 MB tmpfs for the cache (needs root and mount; skipped where that is impossible)."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
-
-
 def test_heartbeat_on_a_full_disk_leaves_no_probe_file(make_trio, symbol_store, small_filesystem):
     trio = make_trio([symbol_store.url("plain")],
                      {"DiskCache": {"cachePath": str(small_filesystem / "cache")}})

@@ -177,19 +177,6 @@ def _answers(port: int) -> bool:
         return False
 
 
-@pytest.fixture
-def small_filesystem(tmp_path):
-    """A 4 MB tmpfs for the cache (needs root and mount; skipped where that is impossible)."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
-
-
 def test_full_disk_is_logged_and_answers_go_on(make_trio, symbol_store, big_module, small_filesystem):
     trio = make_trio([symbol_store.url("plain")],
                      {"DiskCache": {"cachePath": str(small_filesystem / "cache")}})

@@ -272,7 +272,14 @@ def test_memcached_port_taken_by_another_program_is_explained(make_trio, symbol_
                               "-u", "memcache"] if os.geteuid() == 0 else
                              ["memcached", "-U", "0", "-l", "127.0.0.1", "-p", str(trio.memcached_port)])
     try:
-        time.sleep(0.3)
+        deadline = time.monotonic() + 20  # on a busy machine memcached takes a while to listen
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", trio.memcached_port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the other memcached never listened"
+                time.sleep(0.05)
         result = trio.quickstart("-c", str(trio.config_path), "--timeout", "5", check=False)
         assert result.returncode == 1
         assert f"127.0.0.1:{trio.memcached_port}" in result.stdout and "free?" in result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 
 import pytest
@@ -257,11 +258,9 @@ def test_health_and_version_endpoints(make_trio, symbol_store):
     assert trio.session.get(trio.url("SymServer", "/__lbheartbeat__"), timeout=5).status_code == 200
 
 
-def test_diskcache_heartbeat_fails_when_the_cache_cannot_be_written(make_trio, symbol_store):
-    trio = make_trio([symbol_store.url("plain")])
-    tmp = trio.cache_dir / ".tmp"
-    tmp.rmdir()
-    tmp.write_text("a file where the directory should be")  # fails for root too
+def test_diskcache_heartbeat_fails_when_the_cache_cannot_be_written(make_trio, symbol_store, small_filesystem):
+    trio = make_trio([symbol_store.url("plain")], {"DiskCache": {"cachePath": str(small_filesystem / "cache")}})
+    subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
     try:
         response = trio.session.get(trio.url("DiskCache", "/__heartbeat__"), timeout=10)
         assert response.status_code == 503
@@ -269,9 +268,17 @@ def test_diskcache_heartbeat_fails_when_the_cache_cannot_be_written(make_trio, s
         sick = trio.session.get(trio.url("SymServer", "/__heartbeat__"), timeout=10)
         assert sick.status_code == 200  # SymServer only needs the DiskCache to answer
     finally:
-        tmp.unlink()
-        tmp.mkdir()
+        subprocess.run(["mount", "-o", "remount,rw", str(small_filesystem)], check=True)
     assert trio.session.get(trio.url("DiskCache", "/__heartbeat__"), timeout=10).status_code == 200
+
+
+def test_a_file_where_the_cache_tmp_directory_should_be_is_replaced(make_trio, symbol_store):
+    trio = make_trio([symbol_store.url("plain")])
+    tmp = trio.cache_dir / ".tmp"
+    tmp.rmdir()
+    tmp.write_text("a file where the directory should be")
+    assert trio.session.get(trio.url("DiskCache", "/__heartbeat__"), timeout=10).status_code == 200
+    assert tmp.is_dir() and not tmp.is_symlink()
 
 
 def test_v5_agrees_with_the_reference_on_a_large_generated_module(make_trio, symbol_store, store_root):
