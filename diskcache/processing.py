@@ -16,6 +16,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 #: A worker still this big after a file (a fragmented heap) is replaced by a fresh one, so
 #: workers do not grow with every module they have processed.
 RETIRE_MB = 48
+#: An extra worker (see :meth:`Processor._take_worker`) is kept this long after its last file
+#: for the next one: starting a worker costs about 0.1 s of CPU, paid once per burst, not per file.
+SPARE_SECONDS = 30.0
 
 
 class ProcessingError(RuntimeError):
@@ -92,6 +96,7 @@ class Processor:
         self._lock = threading.Lock()
         self._following = 0  # workers following a download
         self._extras = 0  # extra workers processing complete files meanwhile
+        self._spares: list[tuple[_Worker, float]] = []  # extra workers between files, since when
 
     def warm_up(self) -> None:
         """Start the workers now rather than on the first cold module: starting one and
@@ -119,12 +124,31 @@ class Processor:
         with self._lock:
             if self._extras < self._following:
                 self._extras += 1
+                while self._spares:
+                    spare = self._spares.pop()[0]
+                    if spare.alive():
+                        return spare, True
                 return self._start(), True
         return self._idle.get(), False
 
+    def _keep_spare(self, worker: _Worker, retired: bool) -> None:
+        """An extra worker is done with its file: keep it for the next one (at most as many as
+        there are workers); spares unused for SPARE_SECONDS are stopped."""
+        now = time.monotonic()
+        with self._lock:
+            self._extras -= 1
+            stale = [spare for spare, since in self._spares if now - since > SPARE_SECONDS]
+            self._spares = [(spare, since) for spare, since in self._spares if now - since <= SPARE_SECONDS]
+            if not retired and worker.alive() and len(self._spares) < self._workers:
+                self._spares.append((worker, now))
+            else:
+                stale.append(worker)
+        for spare in stale:
+            spare.stop()
+
     def _process(self, worker: _Worker | None, request: dict[str, Any]) -> ProcessStats:
         """Run ``request`` on ``worker`` (taken from the idle queue; None: find one)."""
-        extra = False
+        extra = retired = False
         if worker is None:
             worker, extra = self._take_worker()
         try:
@@ -132,7 +156,8 @@ class Processor:
                 worker = self._start()
             self._busy[request["destination"]] = worker
             reply = worker.call(request)
-            if reply.get("retire") and not extra:  # its heap stayed big: a fresh one takes its place
+            retired = bool(reply.get("retire"))
+            if retired and not extra:  # its heap stayed big: a fresh one takes its place
                 worker.stop()
                 worker = self._start()
         except ProcessingError:
@@ -141,9 +166,7 @@ class Processor:
         finally:
             self._busy.pop(request["destination"], None)
             if extra:
-                worker.stop()
-                with self._lock:
-                    self._extras -= 1
+                self._keep_spare(worker, retired)
             else:
                 if "follow" in request:
                     with self._lock:
@@ -196,6 +219,7 @@ class Processor:
             worker.process.kill()
 
     def shutdown(self) -> None:
+        self._spares.clear()
         for worker in self._started:
             worker.stop()
         self._started.clear()

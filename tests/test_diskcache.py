@@ -427,6 +427,49 @@ def test_a_worker_whose_memory_stays_high_is_replaced_after_its_file(tmp_path):
         processor.shutdown()
 
 
+def test_extra_workers_are_kept_for_the_next_file_not_started_per_file(tmp_path):
+    """While the only worker follows a download, complete files get an extra worker; a burst
+    of them is served by one extra process, not a process started (and its imports paid,
+    about 0.1 s of CPU) per file."""
+    import asyncio
+
+    import psutil
+
+    from diskcache.processing import DownloadAbandoned, Processor
+
+    source = tmp_path / "a.sym"
+    source.write_text("MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 a.so\nFUNC 1000 10 0 f\n")
+    download, marker = tmp_path / "slow.download", tmp_path / "slow.download.end"
+    download.write_bytes(b"MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 slow.so\n")
+    processor = Processor(1)
+    seen: set[int] = set()
+
+    def workers_now() -> set[int]:
+        return {child.pid for child in psutil.Process().children()
+                if "diskcache.worker" in " ".join(child.cmdline())}
+
+    async def burst() -> None:
+        following = processor.follow(download, marker, tmp_path / "slow.symtab", 60)
+        assert following is not None
+        for number in range(4):
+            stats = await processor.process(source, tmp_path / f"t{number}.symtab")
+            assert stats.funcs == 1
+            alive = workers_now()
+            assert len(alive) == 2, f"after file {number}: {len(alive)} worker processes alive"
+            seen.update(alive)
+        marker.write_text("fail")
+        with pytest.raises(DownloadAbandoned):
+            await following
+
+    try:
+        processor.warm_up()
+        seen.update(workers_now())
+        asyncio.run(burst())
+        assert len(seen) == 2, f"worker processes started: {len(seen)}"
+    finally:
+        processor.shutdown()
+
+
 def test_a_followed_download_waits_for_a_whole_end_marker(tmp_path):
     """The end marker may be seen while it is being written (empty): that is not a failure."""
     from diskcache.worker import DownloadAbandoned, FollowingReader
