@@ -31,7 +31,10 @@ log = logging.getLogger("diskcache.lru")
 
 TABLE = ".symtab"
 RAW = ".sym"
-KINDS = (TABLE, RAW)
+#: The table of a file in ``localSymbolDirs``; it records that file's path, size and mtime
+#: (see :class:`diskcache.tablereader.SymbolTable`), so a rebuilt file is processed again.
+LOCAL = ".localtab"
+KINDS = (TABLE, RAW, LOCAL)
 TOUCH_INTERVAL_SECONDS = 60.0
 
 
@@ -130,7 +133,7 @@ class DiskLRU:
             entry = self._entry_for(path, item.stat(follow_symlinks=False))
             if entry is None:
                 self._delete(path, "not a cache file")
-            elif entry.kind == TABLE and not is_valid_table(path):
+            elif entry.kind in (TABLE, LOCAL) and not is_valid_table(path):
                 self._delete(path, "incomplete, foreign or old-format table")
             else:
                 found.append(entry)

@@ -182,11 +182,15 @@ class Processor:
             raise DownloadAbandoned(reply.get("message", ""))
         raise ProcessingError(f"{reply.get('error')}: {reply.get('message')}")
 
-    async def process(self, source: Path, destination: Path, debug_id: str | None = None) -> ProcessStats:
+    async def process(self, source: Path, destination: Path, debug_id: str | None = None,
+                      record_source: bool = False) -> ProcessStats:
         """Process in a worker; raises :class:`NotASymbolFile`, :class:`ModuleMismatch` (the
-        file's MODULE line names another ``debug_id``) or :class:`ProcessingError`."""
+        file's MODULE line names another ``debug_id``) or :class:`ProcessingError`.
+        ``record_source``: the table records the source file's path, size and mtime."""
         loop = asyncio.get_running_loop()
         request = {"source": str(source), "destination": str(destination), "debug_id": debug_id}
+        if record_source:
+            request["record_source"] = True
         return await loop.run_in_executor(self._threads, self._process, None, request)
 
     def follow(self, download: Path, end_marker: Path, destination: Path, timeout_seconds: float,

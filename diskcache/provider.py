@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from diskcache.fetcher import FetchResult, SymbolFetcher
-from diskcache.lru import RAW, TABLE, CacheEntry, DiskLRU, discard, open_new
+from diskcache.lru import LOCAL, RAW, TABLE, CacheEntry, DiskLRU, discard, open_new
 from diskcache.processing import Processor
 from diskcache.symfile import ModuleMismatch, NotASymbolFile, ProcessStats
 from diskcache.tableformat import TableFormatError
@@ -73,8 +74,9 @@ class SymbolProvider:
         self._store_slots = {url: asyncio.Semaphore(section["downloadsPerStore"])
                              for url in section["symbolURLs"]}
         self._open: OrderedDict[ModuleId, SymbolTable] = OrderedDict()
-        # a local file's mtime, size and table (None: the file is another module's symbols)
-        self._local: OrderedDict[Path, tuple[int, int, SymbolTable | None]] = OrderedDict()
+        # open tables of local files, with the identity (path, size, mtime_ns) of the file
+        # they were made from (table None: the file is another module's symbols)
+        self._local: OrderedDict[ModuleId, tuple[dict[str, Any], SymbolTable | None]] = OrderedDict()
         self._missing: dict[ModuleId, float] = {}
         self._inflight: dict[Any, asyncio.Future] = {}
         self._loads: dict[ModuleId, dict[str, Any]] = {}
@@ -168,6 +170,10 @@ class SymbolProvider:
             table = self._open.pop(entry.module, None)
             if table is not None:
                 table.release_caches()
+        elif entry.kind == LOCAL:
+            known = self._local.pop(entry.module, None)
+            if known is not None and known[1] is not None:
+                known[1].release_caches()
 
     async def _once(self, key: Any, make: Callable[[], Awaitable[Any]]) -> Any:
         """Run ``make`` once for concurrent callers with the same key; all get its result.
@@ -198,34 +204,70 @@ class SymbolProvider:
         return None
 
     async def _load_local(self, path: Path, module: ModuleId) -> SymbolTable | None:
-        """Local files are processed into memory, not the cache; a rebuilt file is reprocessed."""
+        """A local file's table.  It is kept in the on-disk cache (kind LOCAL, counted in
+        ``maxSizeMB``) with the path, size and mtime of the file it was made from: reused
+        while the file still has them, after a restart too; a rebuilt file is processed again
+        at once.  The cache file's name comes from the module id only, like every other."""
         try:
             stat = path.stat()
         except OSError:
             return None
-        known = self._local.get(path)
-        if known is not None and known[:2] == (stat.st_mtime_ns, stat.st_size):
-            self._local.move_to_end(path)
-            return known[2]
-        wrong_module = False
-        try:
-            table = await self._process_to_table(path, module, keep=False)
-        except ModuleMismatch:  # remembered, so the unchanged file is not processed or logged again
-            table, wrong_module = None, True
-        if table is not None or wrong_module:
-            if known is not None and known[2] is not None:
-                known[2].release_caches()  # the rebuilt file's old table
-            self._local[path] = (stat.st_mtime_ns, stat.st_size, table)
-            if len(self._local) > LOCAL_TABLES:
-                dropped = self._local.popitem(last=False)[1][2]
-                if dropped is not None:
-                    dropped.release_caches()
+        identity = {"path": os.fspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        known = self._local.get(module)
+        if known is not None and known[0] == identity:
+            self._local.move_to_end(module)
+            return known[1]
+        table = await self._cached_local(module, identity)
+        if table is None:
+            try:
+                table = await self._process_to_table(path, module, keep=True, kind=LOCAL)
+            except ModuleMismatch:  # remembered, so the unchanged file is not processed or logged again
+                self.lru.remove(module, LOCAL)  # an older table of it is stale
+                self._remember_local(module, identity, None)
+                return None
+            if table is not None:
+                # the identity of the file as the worker opened it: if it changed since the
+                # stat above, the next request sees a difference and processes it again
+                identity = table.source or identity
+        if table is not None:
+            self._remember_local(module, identity, table)
         return table
+
+    async def _cached_local(self, module: ModuleId, identity: dict[str, Any]) -> SymbolTable | None:
+        """The cached table of a local file, if it was made from the file as it is now."""
+        entry = self.lru.get(module, LOCAL)
+        if entry is None:
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            table = await loop.run_in_executor(self.threads, SymbolTable.open, entry.path, self.table_cache)
+        except (OSError, TableFormatError) as error:
+            log.warning("cached table %s is unusable (%s); processing the local file again",
+                        printable(entry.path.name), error)
+            self.lru.remove(module, LOCAL)
+            return None
+        if table.source != identity:  # the file was rebuilt: processing it replaces the entry
+            table.release_caches()
+            return None
+        return table
+
+    def _remember_local(self, module: ModuleId, identity: dict[str, Any], table: SymbolTable | None) -> None:
+        """Keep a local file's table open; beyond LOCAL_TABLES the oldest are let go (their
+        cached tables stay on disk and are opened again when asked for)."""
+        old = self._local.pop(module, None)
+        if old is not None and old[1] is not None and old[1] is not table:
+            old[1].release_caches()
+        self._local[module] = (identity, table)
+        if len(self._local) > LOCAL_TABLES:
+            dropped = self._local.popitem(last=False)[1][1]
+            if dropped is not None:
+                dropped.release_caches()
 
     async def _process_to_table(self, source: Path, module: ModuleId, keep: bool,
                                 processing: Awaitable[ProcessStats] | None = None,
-                                destination: Path | None = None) -> SymbolTable | None:
-        """Process ``source``; ``keep`` adds the table to the cache, else it lives in memory only.
+                                destination: Path | None = None, kind: str = TABLE) -> SymbolTable | None:
+        """Process ``source``; ``keep`` adds the table to the cache (as ``kind``: LOCAL for a
+        local file, whose identity the table then records), else it lives in memory only.
 
         ``processing``: already under way (a followed download) and writing ``destination``.
         Raises :class:`ModuleMismatch` (logged here) if the file is another module's symbols.
@@ -233,12 +275,14 @@ class SymbolProvider:
         destination = destination or self.lru.temporary_path(module.cache_stem, "table")
         started = time.monotonic()
         try:
-            stats = await (processing or self.processor.process(source, destination, module.debug_id))
+            stats = await (processing or self.processor.process(source, destination, module.debug_id,
+                                                                record_source=kind == LOCAL))
             loop = asyncio.get_running_loop()
             if keep:
-                entry = self.lru.add(module, TABLE, destination)
+                entry = self.lru.add(module, kind, destination)
                 table = await loop.run_in_executor(self.threads, SymbolTable.open, entry.path, self.table_cache)
-                self._keep_open(module, table)
+                if kind == TABLE:
+                    self._keep_open(module, table)
             else:  # stays mapped after the unlink below
                 table = await loop.run_in_executor(self.threads, SymbolTable.open, destination, self.table_cache)
         except ModuleMismatch as error:
@@ -402,13 +446,13 @@ class SymbolProvider:
 
     def evict(self, module: ModuleId) -> bool:
         """``cacheEvict``: afterwards the cache holds nothing for the module."""
-        for kind in (TABLE, RAW):
+        for kind in (TABLE, RAW, LOCAL):
             self.lru.remove(module, kind)  # closes the open table too (on_evict)
         self._missing.pop(module, None)
         return not self.exists(module)
 
     def exists(self, module: ModuleId) -> bool:
-        return self.lru.contains(module, TABLE) or self.lru.contains(module, RAW)
+        return any(self.lru.contains(module, kind) for kind in (TABLE, RAW, LOCAL))
 
     async def health(self) -> dict[str, Any]:
         """Whether the cache directory takes a write, and how full the cache is."""

@@ -327,17 +327,19 @@ class ProcessStats:
 
 
 def process_symbol_file(source: BinaryIO, sink: BinaryIO, expected_debug_id: str | None = None,
-                        spill_dir: Path | None = None) -> ProcessStats:
+                        spill_dir: Path | None = None, identity: dict[str, Any] | None = None) -> ProcessStats:
     """Parse the .sym text read from ``source`` and write its table to ``sink``.
 
     Reads in chunks, so memory stays flat however large the file or its lines; only the
     block of one FUNC (its line records) is ever held whole.  Raises :class:`NotASymbolFile`,
     or :class:`ModuleMismatch` as soon as the MODULE line names another debug id than
     ``expected_debug_id`` (compared case-insensitively).  ``spill_dir``: where the writer's
-    temporary index runs go (see :class:`TableWriter`).
+    temporary index runs go (see :class:`TableWriter`).  ``identity``: the source file's
+    path, size and mtime, recorded in the table (a local file's table is reused while they
+    are the file's).
     """
     with TableWriter(sink, spill_dir) as writer:
-        return _process(source, writer, expected_debug_id)
+        return _process(source, writer, expected_debug_id, identity)
 
 
 def _check_module(parser: _Parser, expected_debug_id: str | None) -> None:
@@ -347,7 +349,8 @@ def _check_module(parser: _Parser, expected_debug_id: str | None) -> None:
             raise ModuleMismatch(expected_debug_id, found)
 
 
-def _process(source: BinaryIO, writer: TableWriter, expected_debug_id: str | None) -> ProcessStats:
+def _process(source: BinaryIO, writer: TableWriter, expected_debug_id: str | None,
+             identity: dict[str, Any] | None = None) -> ProcessStats:
     parser = _Parser(writer)
     read_size = min(CHUNK_BYTES, LONG_LINE)  # so no line within one read can be a long one
     first = source.read(read_size)
@@ -424,7 +427,7 @@ def _process(source: BinaryIO, writer: TableWriter, expected_debug_id: str | Non
         "origins": writer.origins.count,
         "junk_lines": parser.junk_lines,
     }
-    output_bytes = writer.finish(module, stats)
+    output_bytes = writer.finish(module, stats, identity)
     return ProcessStats(output_bytes=output_bytes, **stats)
 
 

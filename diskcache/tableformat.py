@@ -35,8 +35,8 @@ import struct
 import sys
 import threading
 from array import array
-from itertools import chain
-from operator import sub
+from itertools import accumulate, chain, compress as select, repeat
+from operator import add, eq, mul, ne, sub, xor
 
 import zstandard
 
@@ -145,3 +145,42 @@ def decode_chunk(data: bytes | memoryview, stored: str, count: int) -> array:
     if len(values) != count:
         raise TableFormatError(f"index chunk holds {len(values)} values, expected {count}")
     return values
+
+
+#: Where a value starts in its page is stored coded: XOR the end of the record before it when
+#: both are in the same page, else XOR 0.  Values are appended to pages in record order, so
+#: nearly every coded start is 0 and the column compresses to almost nothing (it was 2.3% of
+#: a 1 GB module's table); a record dropped or merged out of place just stores its start.
+
+
+def code_starts(pages: array, starts: array, lengths: array, carry: tuple[int, int]) -> tuple[array, tuple[int, int]]:
+    """Code the starts of consecutive records; ``carry``: (page, end) of the record before
+    them, (-1, 0) for the first.  Returns the coded column and the carry for the next."""
+    if not starts:
+        return array(starts.typecode), carry
+    before = map(mul, chain((carry[1],), map(add, starts, lengths)), map(eq, pages, chain((carry[0],), pages)))
+    coded = array(starts.typecode, map(xor, starts, before))
+    return coded, (pages[-1], starts[-1] + lengths[-1])
+
+
+def decode_starts(coded: array, pages: array, lengths: array, carry: tuple[int, int],
+                  typecode: str) -> tuple[array, tuple[int, int]]:
+    """The inverse of :func:`code_starts` for one chunk (``pages`` and ``lengths`` of the
+    same records).  All zeros, the usual case, is decoded at C speed, a page at a time."""
+    starts = array(typecode)
+    count = len(coded)
+    if not count:
+        return starts, carry
+    if any(coded):
+        page, end = carry
+        for i in range(count):
+            start = coded[i] ^ (end if pages[i] == page else 0)
+            starts.append(start)
+            page, end = pages[i], start + lengths[i]
+    else:
+        before = list(accumulate(lengths, initial=0))  # before[i]: bytes of lengths[:i]
+        bounds = [0, *select(range(1, count), map(ne, pages[1:], pages[:-1])), count]
+        for first, stop in zip(bounds, bounds[1:]):
+            base = before[first] - (carry[1] if first == 0 and pages[0] == carry[0] else 0)
+            starts.extend(map(sub, before[first:stop], repeat(base, stop - first)))
+    return starts, (pages[-1], starts[-1] + lengths[-1])

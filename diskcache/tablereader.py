@@ -129,8 +129,8 @@ class _SortedTable:
             self.keys = _load(view, entry["keys"], count, limit, delta=True)
             self.aux = _load(view, entry["aux"], count, limit) if "aux" in entry else None
             self._pages = _load(view, entry["pages"], count, limit)
-            self._starts = _load(view, entry["starts"], count, limit)
             self._lengths = _load(view, entry["lengths"], count, limit)
+            self._starts = _load(view, entry["starts"], count, limit, starts_of=(self._pages, self._lengths))
             self._spans = _load(view, entry["page_spans"], 2 * page_count, limit)
         except (KeyError, TypeError, ValueError) as error:
             raise fmt.TableFormatError(f"bad table directory: {error}") from error
@@ -164,14 +164,17 @@ class _SortedTable:
         return None
 
 
-def _load(view: memoryview, where: Any, count: int, limit: int, delta: bool = False) -> array:
-    """An index array from its chunks (see :mod:`diskcache.tableformat`), in its typecode."""
+def _load(view: memoryview, where: Any, count: int, limit: int, delta: bool = False,
+          starts_of: tuple[array, array] | None = None) -> array:
+    """An index array from its chunks (see :mod:`diskcache.tableformat`), in its typecode;
+    ``starts_of``: the pages and lengths of the records whose coded starts these are."""
     memory, chunks = where
     memory = str(memory)
     if memory not in fmt.TYPECODES or count < 0:
         raise fmt.TableFormatError(f"bad index array entry: typecode {memory!r}, count {count}")
     values = array(memory)
     previous = 0
+    carry = (-1, 0)
     for offset, length, stored, chunk_count in chunks:
         offset, length, chunk_count = int(offset), int(length), int(chunk_count)
         if offset < fmt.HEADER_SIZE or length < 0 or offset + length > limit or chunk_count < 0 \
@@ -179,7 +182,12 @@ def _load(view: memoryview, where: Any, count: int, limit: int, delta: bool = Fa
             raise fmt.TableFormatError("index array out of bounds")
         chunk = fmt.decode_chunk(view[offset:offset + length], str(stored), chunk_count)
         try:
-            if delta:
+            if starts_of is not None:
+                first = len(values)
+                pages, lengths = (column[first:first + chunk_count] for column in starts_of)
+                chunk, carry = fmt.decode_starts(chunk, pages, lengths, carry, memory)
+                values.extend(chunk)
+            elif delta:
                 sums = itertools.accumulate(chunk, initial=previous)
                 next(sums)
                 values.extend(sums)

@@ -66,7 +66,11 @@ class _ArrayWriter:
         """Values that fit before the pending chunk is written."""
         return fmt.ARRAY_CHUNK - len(self._pending)
 
-    def extend(self, values: array) -> None:
+    def extend(self, values: array, actual: array | None = None) -> None:
+        """Append ``values``; ``actual``: the values they stand for (the typecode to hold
+        the array in must fit those), if what is stored is a coding of them."""
+        if values:
+            self._maximum = max(self._maximum, max(values if actual is None else actual))
         done = 0
         while done < len(values):
             step = self.room
@@ -82,7 +86,6 @@ class _ArrayWriter:
         encoded, stored = fmt.encode_chunk(values, self._previous)
         if self._previous is not None:
             self._previous = values[-1]
-        self._maximum = max(self._maximum, max(values))
         start, end = self._writer._append(encoded)
         self._chunks.append([start, end - start, stored, len(values)])
         self._pending = array(values.typecode)
@@ -259,18 +262,25 @@ class _TableBuilder:
         """
         arrays = [_ArrayWriter(self._writer, typecode, delta=name == "keys") for name, typecode in self._columns]
         self._end, self._previous = 0, -1
+        starts_at = [name for name, _ in self._columns].index("starts")
+        carry = (-1, 0)  # the page and the end of the record before
         count = 0
         for block in self._blocks():
             if not block[0]:
                 continue
             block = self._kept(block, drop_overlaps)
+            # pages, starts and lengths lie side by side in COLUMNS
+            actual = block[starts_at]
+            starts, carry = fmt.code_starts(block[starts_at - 1], actual, block[starts_at + 1], carry)
+            block = block[:starts_at] + [starts] + block[starts_at + 1:]
             # fed in pieces that end where a chunk does, so the file does not depend on how
             # the records were spilled
             done, size = 0, len(block[0])
             while done < size:
                 step = min(arrays[0].room, size - done)
                 for writer, column in zip(arrays, block):
-                    writer.extend(column[done:done + step])
+                    writer.extend(column[done:done + step],
+                                  actual[done:done + step] if column is starts else None)
                 done += step
             count += size
         self._new_run()
@@ -355,8 +365,10 @@ class TableWriter:
         spans, future = self._in_flight.popleft()
         spans.extend(self._append(future.result()))
 
-    def finish(self, module: dict[str, Any], stats: dict[str, Any]) -> int:
-        """Write the last pages, index, directory, trailer and header; return the file length."""
+    def finish(self, module: dict[str, Any], stats: dict[str, Any], source: dict[str, Any] | None = None) -> int:
+        """Write the last pages, index, directory, trailer and header; return the file length.
+
+        ``source``: the identity of the file the table was made from, kept in the directory."""
         builders = {"funcs": self.funcs, "publics": self.publics, "files": self.files, "origins": self.origins}
         for builder in builders.values():
             builder.flush_page()
@@ -367,6 +379,8 @@ class TableWriter:
             "stats": stats,
             "tables": {name: builder.finish(drop_overlaps=name == "funcs") for name, builder in builders.items()},
         }
+        if source is not None:
+            directory["source"] = source
         encoded = json.dumps(directory, separators=(",", ":")).encode()
         dir_offset = self._append(encoded)[0]
         self._append(fmt.TRAILER)

@@ -24,12 +24,15 @@ from diskcache.lru import discard, open_existing, open_new
 from diskcache.symfile import ModuleMismatch, NotASymbolFile, ProcessStats, process_symbol_file
 
 
-def _write_table(text: BinaryIO, destination: Path, debug_id: str | None = None) -> ProcessStats:
+def _write_table(text: BinaryIO, destination: Path, debug_id: str | None = None,
+                 identity: dict[str, Any] | None = None) -> ProcessStats:
     """Parse ``text`` into a complete, synced table file at ``destination`` (or no file);
-    ``debug_id``: the module asked for, which the file's MODULE line must name."""
+    ``debug_id``: the module asked for, which the file's MODULE line must name;
+    ``identity``: the source file's, recorded in the table."""
     try:
         with open_new(destination, "w+b") as table:
-            stats = process_symbol_file(text, table, debug_id, spill_dir=destination.parent)
+            stats = process_symbol_file(text, table, debug_id, spill_dir=destination.parent,
+                                        identity=identity)
             table.flush()
             os.fsync(table.fileno())
         return stats
@@ -38,10 +41,16 @@ def _write_table(text: BinaryIO, destination: Path, debug_id: str | None = None)
         raise
 
 
-def process_file(source: Path, destination: Path, debug_id: str | None = None) -> ProcessStats:
-    """Process a complete .sym file."""
+def process_file(source: Path, destination: Path, debug_id: str | None = None,
+                 record_source: bool = False) -> ProcessStats:
+    """Process a complete .sym file; ``record_source``: record in the table the path, size
+    and mtime of the file as opened (a local file, whose table is kept while it is unchanged)."""
     with open(source, "rb") as text:
-        return _write_table(text, destination, debug_id)
+        identity = None
+        if record_source:
+            found = os.fstat(text.fileno())
+            identity = {"path": os.fspath(source), "size": found.st_size, "mtime_ns": found.st_mtime_ns}
+        return _write_table(text, destination, debug_id, identity)
 
 
 FOLLOW_POLL_SECONDS = 0.005
@@ -143,7 +152,8 @@ def handle(line: bytes) -> dict:
             stats = process_download(Path(request["source"]), Path(request["follow"]),
                                      Path(request["destination"]), float(request["timeout"]), debug_id)
         else:
-            stats = process_file(Path(request["source"]), Path(request["destination"]), debug_id)
+            stats = process_file(Path(request["source"]), Path(request["destination"]), debug_id,
+                                 bool(request.get("record_source")))
     except NotASymbolFile as error:
         return {"error": "not_a_symbol_file", "message": str(error)}
     except ModuleMismatch as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -122,7 +123,8 @@ def test_local_dirs_come_before_stores_and_are_not_copied(make_trio, symbol_stor
                      {"DiskCache": {"localSymbolDirs": [str(first), str(second)]}})
     assert xul_answer(trio) == "FirstDirFunction (in xul.pdb)"
     assert symbol_store.count(XUL_PATH) == 0
-    assert trio.cache_files() == []
+    # no copy of the file, only its processed table
+    assert trio.cache_files() == ["44E4EC8C2F41492B9369D6B9A059577C2.xul.pdb.localtab"]
     # a rebuilt local file is picked up (bypass memcached by asking the DiskCache)
     (first / XUL_PATH).write_text("MODULE windows x86_64 44E4EC8C2F41492B9369D6B9A059577C2 xul.pdb\n"
                                   "FUNC b2e000 1000 0 RebuiltFunction\n")
@@ -132,6 +134,51 @@ def test_local_dirs_come_before_stores_and_are_not_copied(make_trio, symbol_stor
             "version": 4}
     assert trio.post(body).json()["symbolicatedStacks"] == [["KiUserCallbackDispatcher (in wntdll.pdb)"]]
     assert symbol_store.count(NTDLL_PATH) == 1
+
+
+def _processed_count(trio) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = trio.session.get(trio.url("DiskCache", "/metrics"), timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "diskcache_processing_seconds_count":
+                return sample.value
+    raise AssertionError("no processing_seconds metric")
+
+
+def test_a_local_table_is_kept_in_the_cache_across_restarts(make_trio, symbol_store, tmp_path):
+    """The processed table of a local file is kept in the on-disk cache with the file's
+    identity: a restart answers from it without processing the file again; a rebuilt
+    (touched) file is processed again at once, and replaces it."""
+    local = tmp_path / "local"
+    target = local / XUL_PATH
+    target.parent.mkdir(parents=True)
+    target.write_text("MODULE windows x86_64 44E4EC8C2F41492B9369D6B9A059577C2 xul.pdb\n"
+                      "FUNC b2e000 1000 0 LocalFunction\n")
+    trio = make_trio([symbol_store.url("plain")], {"DiskCache": {"localSymbolDirs": [str(local)]}})
+    assert xul_answer(trio) == "LocalFunction (in xul.pdb)"
+    assert _processed_count(trio) == 1
+    assert trio.cache_files() == ["44E4EC8C2F41492B9369D6B9A059577C2.xul.pdb.localtab"]
+    trio.quickstart("--stop")
+    trio.start()
+    assert xul_answer(trio) == "LocalFunction (in xul.pdb)"
+    assert _processed_count(trio) == 0, "the unchanged local file was processed again after a restart"
+    # the same bytes, touched (a rebuild that changed nothing): processed again, at once
+    stat = target.stat()
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert xul_answer(trio) == "LocalFunction (in xul.pdb)"
+    assert _processed_count(trio) == 1
+    target.write_text("MODULE windows x86_64 44E4EC8C2F41492B9369D6B9A059577C2 xul.pdb\n"
+                      "FUNC b2e000 1000 0 RebuiltFunction\n")
+    assert xul_answer(trio) == "RebuiltFunction (in xul.pdb)"
+    assert _processed_count(trio) == 2
+    trio.quickstart("--stop")
+    trio.start()
+    assert xul_answer(trio) == "RebuiltFunction (in xul.pdb)"
+    assert _processed_count(trio) == 0
+    assert trio.cache_files() == ["44E4EC8C2F41492B9369D6B9A059577C2.xul.pdb.localtab"]
+    assert symbol_store.count(XUL_PATH) == 0
 
 
 # -- the on-disk LRU -----------------------------------------------------------------------------
