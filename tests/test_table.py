@@ -614,3 +614,21 @@ def test_writer_memory_does_not_grow_with_the_record_count(tmp_path, monkeypatch
     assert large < small + 1_000_000, (small, large)
     table = SymbolTable((tmp_path / "out.symtab").read_bytes())
     assert table.stats["funcs"] == 100_000 and table.lookup(0x1000 + 16 * 99_999 + 3).line == 99_999
+
+
+def test_starts_in_pages_cost_almost_nothing(tmp_path):
+    """A value's start in its page is stored XOR the end of the record before it (0 when it
+    follows it in the same page, as nearly all do): that column costs next to nothing."""
+    from gen_symfile import generate
+
+    generate(tmp_path / "g.sym", 2, seed=3)
+    sink = io.BytesIO()
+    with (tmp_path / "g.sym").open("rb") as text:
+        process_symbol_file(text, sink)
+    data = sink.getvalue()
+    offset, length = tableformat.check_header(data, len(data))
+    tables = json.loads(data[offset:offset + length])["tables"]
+    funcs = tables["funcs"]
+    assert funcs["count"] > 2000
+    assert sum(chunk[1] for chunk in funcs["starts"][1]) < 64 * len(funcs["starts"][1])
+    assert sum(chunk[1] for chunk in funcs["lengths"][1]) > 1000  # (the column next to it does cost)
