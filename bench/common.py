@@ -440,6 +440,8 @@ def _child_role(process: Any) -> str:
         return "?"
     if "resource_tracker" in command:
         return "resource tracker"
+    if "diskcache.worker" in command:
+        return "worker"
     if "spawn_main" in command or "multiprocessing" in command or "forkserver" in command:
         return "pool worker"
     return process.name()

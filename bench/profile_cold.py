@@ -20,14 +20,17 @@ Goal: ours <= 0.35 x the pool's time, and the same answers.
 
 from __future__ import annotations
 
+import datetime
 import json
 import multiprocessing
 import os
 import random
+import re
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from common import (MB, BenchTrio, Context, StoreProcess, build_module, log, module_names, offsets_inside_funcs,
@@ -110,6 +113,34 @@ def symbolic_request(store_url: str, jobs: list[tuple[str, list[int]]]) -> list[
             found.append(locations[-1].symbol if locations else None)  # outermost frame is last
         answers.append(found)
     return answers
+
+
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \d+ \w+ diskcache\.\w+: "
+                      r"(downloaded|processed) (\S+?):? .* in ([0-9.]+)s$")
+
+
+def diskcache_timeline(log_path: Path, began: float) -> dict[str, Any]:
+    """When each module was downloaded and processed, from the DiskCache's log (its INFO
+    lines), in seconds since the first request was sent: where the whole profile's time goes.
+    A "processed ... in N s" counts from when the module was handed to the workers (waiting
+    for a free one included), so these seconds overlap and do not add up to CPU."""
+    events: dict[str, dict[str, float]] = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        match = LOG_LINE.match(line)
+        if not match:
+            continue
+        stamp, what, name, seconds = match.groups()
+        at = datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp() - began
+        name = name.rsplit("/", 1)[-1] if what == "downloaded" else name.split("/", 1)[0]
+        name = name.removesuffix(".sym").removesuffix(".pdb")
+        events.setdefault(name, {})[what] = round(at, 3)
+        events[name][f"{what}_seconds"] = float(seconds)
+    processed = [e for e in events.values() if "processed" in e]
+    return {
+        "modules_processed": len(processed),
+        "last_processed_at": max((e["processed"] for e in processed), default=None),
+        "modules": events,
+    }
 
 
 # --------------------------------------------------------------------------- the workload
@@ -201,15 +232,20 @@ class ProfileCold:
                     return []
                 return [[frame.get("function") for frame in result["stacks"][0]] for result in response.json()["results"]]
 
-            began = time.monotonic()
+            began, began_wall = time.monotonic(), time.time()
             with ThreadPoolExecutor(PARALLEL_REQUESTS) as executor:
                 answers = list(executor.map(one, range(len(bodies))))
             seconds = time.monotonic() - began
         finally:
             trio.stop()
+        try:
+            timeline = diskcache_timeline(workdir / "DiskCache.log", began_wall)
+        except (OSError, ValueError) as error:
+            timeline = {"error": str(error)}
         log(f"ours: {seconds:.2f} s, statuses {sorted(set(statuses))}; per request {latencies}")
         return {"seconds": seconds, "statuses": statuses, "answers": answers, "request_seconds": latencies,
-                "processes": f"SymServer 1, DiskCache 1 + {cores} workers, memcached 1"}
+                "timeline": timeline,
+                "processes": f"SymServer 1, DiskCache 1 + {cores} workers, memcached 1", "workers": cores}
 
     def compare(self, groups: list[list[dict[str, Any]]], runs: dict[str, list[dict[str, Any]]]) -> None:
         """Every run of ours against symbolic's first run, address by address."""
@@ -271,6 +307,14 @@ class ProfileCold:
             lines.append(f"    {side}: seconds per request (in order sent, 4 at once): {run.get('request_seconds')}")
         if groups:
             lines.append(f"    the 74 MB module is in request {groups.index(True) + 1}")
+        timeline = (self.results.get("ours") or {}).get("timeline") or {}
+        xul = (timeline.get("modules") or {}).get("bench74")
+        if xul:
+            lines.append(f"    DiskCache (its log, seconds since the first request): {timeline['modules_processed']} "
+                         f"modules processed by {self.results['ours'].get('workers')} workers, the last at "
+                         f"{timeline['last_processed_at']} s; the 74 MB module downloaded at {xul.get('downloaded')} s "
+                         f"(in {xul.get('downloaded_seconds')} s), processed at {xul.get('processed')} s "
+                         f"({xul.get('processed_seconds')} s after it was handed to the workers)")
         return lines
 
 

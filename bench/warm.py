@@ -386,6 +386,14 @@ class Warm:
                         met=bool(disk) and disk >= DISKCACHE_MIN_RPS and not notes, note="; ".join(notes)))
         versus("r1-6 README sample, 2 frames: SymServer vs echo (1 process each)",
                "symserver-sample", "echo-sample", "echo", ECHO_RATIO, "symserver-sample")
+        def cpu(key: str) -> float | None:
+            return (wrk.get(key) or {}).get("server_cpu_us_per_request")
+
+        for server in ("symserver", "diskcache"):  # CPU per request moves less than req/s on a busy machine
+            ours, floor = cpu(f"{server}-v4-200"), cpu("floor-v4-200")
+            if ours and floor:
+                rows.append(Row(f"    {server} 200 frames, server CPU per request (context)", f"{ours:,.0f} us",
+                                f"floor {floor:,.0f} us", f"{floor / ours:.2f}x", met=True, counts=False))
         if rps("echo-v4-200") and rps("floor-v4-200"):
             rows.append(Row("    echo vs HTTP floor, 200 frames (what JSON in Python costs)", cell("echo-v4-200"),
                             f"floor {cell('floor-v4-200')}", f"{rps('echo-v4-200') / rps('floor-v4-200'):.2f}x",
