@@ -92,3 +92,21 @@ def print_report(results: dict[str, Any], rows: list[Row], details: list[str]) -
 def write_results(path: Path, results: dict[str, Any], rows: list[Row]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**results, "goals": [asdict(row) for row in rows]}, indent=2, default=str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python bench/table.py [results.json]``: the goals of a finished run as Markdown (for the README)."""
+    import sys
+
+    arguments = sys.argv[1:] if argv is None else argv
+    path = Path(arguments[0]) if arguments else Path(__file__).resolve().parent / "work" / "results.json"
+    results = json.loads(path.read_text())
+    machine = results.get("machine", {})
+    print(f"<!-- {path}: commit {machine.get('git_commit')}, {machine.get('date')}, "
+          f"load average at start {machine.get('load_average_at_start')} -->")
+    print(format_markdown(Row(**row) for row in results.get("goals", [])))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

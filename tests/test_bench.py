@@ -113,3 +113,16 @@ def test_a_public_inside_a_func_is_told_apart(tmp_path: Path) -> None:
     assert not public_inside_func(module, 0x1010, "thunk_inside")  # below the PUBLIC
     assert not public_inside_func(module, 0x3004, "thunk_after")  # no FUNC covers it
     assert not public_inside_func(module, 0x1090, "something_else")
+
+
+def test_results_json_prints_as_markdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from table import Row, main, write_results
+
+    path = tmp_path / "results.json"
+    write_results(path, {"machine": {"git_commit": "abc1234"}}, [Row("1 warm", "900 req/s", met=False),
+                                                                 Row("  ladder", "1 req/s", met=True, counts=False)])
+    assert main([str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "commit abc1234" in lines[0]
+    assert lines[3] == "| 1 warm | 900 req/s |  |  |  | **no** |"
+    assert lines[4].endswith("| (yes) |")
