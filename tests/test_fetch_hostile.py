@@ -346,3 +346,41 @@ def test_an_https_store_is_verified_and_its_redirects_guarded(tmp_path):
         for server in servers:
             server.shutdown()
             server.server_close()
+
+
+def test_identity_bodies_go_from_socket_to_file_in_the_kernel(symbol_store, store_root, tmp_path):
+    """A body sent as it is (no Content-Encoding) with a declared length is moved socket ->
+    pipe -> file by the kernel (``os.splice``): the DiskCache's Python never holds its bytes.
+    The file is the same as with Python copying it, and every guard still holds: a body cut
+    short is retried, a trickle ends at the watchdog, a dripping body arrives whole."""
+    from diskcache.fetcher import SymbolFetcher
+    from symcommon.modules import ModuleId
+
+    name, debug_id = write_module(store_root, "zerocopy.so", "ZeroCopyFunction", seed=41, publics=60_000)
+    original = (store_root / name / debug_id / f"{name}.sym").read_bytes()
+    assert len(original) > 2_000_000  # far bigger than any buffer on the way
+    module, destination = ModuleId(name, debug_id), tmp_path / "out.sym"
+
+    def fetch(mode: str, retries: int = 0, timeout: float = 60) -> object:
+        destination.unlink(missing_ok=True)
+        return SymbolFetcher([symbol_store.url(mode)], retries, 10, timeout, 64 << 20).fetch(module, destination)
+
+    plain = fetch("plain")
+    assert plain.found and plain.zero_copy and plain.bytes == len(original)
+    assert destination.read_bytes() == original
+    packed = fetch("gzip")  # decoded in Python: there is no other way
+    assert packed.found and not packed.zero_copy and destination.read_bytes() == original
+    restarted = fetch("cutoff/1", retries=1)  # half a body (upper-cased), then the whole one
+    assert restarted.found and restarted.zero_copy and restarted.failure_reasons == ["truncated"]
+    assert destination.read_bytes() == original
+    truncated = fetch("truncated")
+    assert not truncated.found and truncated.failure_reasons == ["truncated"]
+    small_name, small_id = write_module(store_root, "zerodrip.so", "DripFunction", seed=42, publics=300)
+    small = (store_root / small_name / small_id / f"{small_name}.sym").read_bytes()
+    module = ModuleId(small_name, small_id)
+    dripped = fetch("drip/1")  # about 60 pieces of 256 bytes, each one splice
+    assert dripped.found and dripped.zero_copy and destination.read_bytes() == small
+    started = time.monotonic()
+    trickled = fetch("trickle/200", timeout=1.5)
+    assert not trickled.found and trickled.failure_reasons == ["timeout"]
+    assert time.monotonic() - started < 5
