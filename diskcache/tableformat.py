@@ -150,7 +150,11 @@ def decode_chunk(data: bytes | memoryview, stored: str, count: int) -> array:
 #: Where a value starts in its page is stored coded: XOR the end of the record before it when
 #: both are in the same page, else XOR 0.  Values are appended to pages in record order, so
 #: nearly every coded start is 0 and the column compresses to almost nothing (it was 2.3% of
-#: a 1 GB module's table); a record dropped or merged out of place just stores its start.
+#: a 1 GB module's table).  A chunk of starts is stored coded only when that makes it all
+#: zeros (its directory entry then has a fifth field, 1), else as the starts themselves, so a
+#: reader decodes only chunks that cost nothing to store.  A table whose records all came in
+#: key order with every chunk coded is marked ``"contiguous"``: the reader then derives a
+#: start from the lengths before it in its page and keeps no per-record page or start.
 
 
 def code_starts(pages: array, starts: array, lengths: array, carry: tuple[int, int]) -> tuple[array, tuple[int, int]]:
@@ -166,21 +170,20 @@ def code_starts(pages: array, starts: array, lengths: array, carry: tuple[int, i
 def decode_starts(coded: array, pages: array, lengths: array, carry: tuple[int, int],
                   typecode: str) -> tuple[array, tuple[int, int]]:
     """The inverse of :func:`code_starts` for one chunk (``pages`` and ``lengths`` of the
-    same records).  All zeros, the usual case, is decoded at C speed, a page at a time."""
+    same records).  Decoded at C speed a stretch at a time: a stretch ends where the page
+    changes or a start was coded non-zero, and within it each value follows the one before."""
     starts = array(typecode)
     count = len(coded)
     if not count:
         return starts, carry
+    before = list(accumulate(lengths, initial=0))  # before[i]: bytes of lengths[:i]
+    cuts = set(select(range(1, count), map(ne, pages[1:], pages[:-1])))
     if any(coded):
-        page, end = carry
-        for i in range(count):
-            start = coded[i] ^ (end if pages[i] == page else 0)
-            starts.append(start)
-            page, end = pages[i], start + lengths[i]
-    else:
-        before = list(accumulate(lengths, initial=0))  # before[i]: bytes of lengths[:i]
-        bounds = [0, *select(range(1, count), map(ne, pages[1:], pages[:-1])), count]
-        for first, stop in zip(bounds, bounds[1:]):
-            base = before[first] - (carry[1] if first == 0 and pages[0] == carry[0] else 0)
-            starts.extend(map(sub, before[first:stop], repeat(base, stop - first)))
-    return starts, (pages[-1], starts[-1] + lengths[-1])
+        cuts.update(select(range(1, count), coded[1:]))
+    bounds = [0, *sorted(cuts), count]
+    page, end = carry
+    for first, stop in zip(bounds, bounds[1:]):
+        start = coded[first] ^ (end if pages[first] == page else 0)
+        starts.extend(map(add, before[first:stop], repeat(start - before[first], stop - first)))
+        page, end = pages[stop - 1], starts[-1] + lengths[stop - 1]
+    return starts, (page, end)

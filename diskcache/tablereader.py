@@ -13,7 +13,7 @@ import json
 import mmap
 import threading
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from pathlib import Path
 from types import SimpleNamespace
@@ -128,16 +128,25 @@ class _SortedTable:
             page_count = int(entry["page_count"])
             self.keys = _load(view, entry["keys"], count, limit, delta=True)
             self.aux = _load(view, entry["aux"], count, limit) if "aux" in entry else None
-            self._pages = _load(view, entry["pages"], count, limit)
+            pages = _load(view, entry["pages"], count, limit)
             self._lengths = _load(view, entry["lengths"], count, limit)
-            self._starts = _load(view, entry["starts"], count, limit, starts_of=(self._pages, self._lengths))
+            self._pages: array | None = pages
+            self._starts: array | None = None
+            self._page_first: array | None = None
+            if entry.get("contiguous") is True:
+                # each page holds a stretch of records, each value right after the one
+                # before: the first record of each page is all that needs keeping
+                self._page_first = array("Q", (bisect_left(pages, page) for page in range(page_count)))
+                self._pages = None
+            else:
+                self._starts = _load(view, entry["starts"], count, limit, starts_of=(pages, self._lengths))
             self._spans = _load(view, entry["page_spans"], 2 * page_count, limit)
         except (KeyError, TypeError, ValueError) as error:
             raise fmt.TableFormatError(f"bad table directory: {error}") from error
         for i in range(0, 2 * page_count, 2):
             if not fmt.HEADER_SIZE <= self._spans[i] <= self._spans[i + 1] <= limit:
                 raise fmt.TableFormatError("page out of bounds")
-        if count and max(self._pages) >= page_count:
+        if count and max(pages) >= page_count:
             raise fmt.TableFormatError("value in a page that does not exist")
         self._view = view
         self._page = _Cached(self._inflate, lru, lambda page: 64 + len(page), PAGE_CACHE_SIZE)
@@ -150,8 +159,12 @@ class _SortedTable:
         return fmt.decompress(self._view[start:end])
 
     def value(self, index: int) -> bytes:
-        start = self._starts[index]
-        return self._page(self._pages[index])[start:start + self._lengths[index]]
+        if self._page_first is not None:
+            page = bisect_right(self._page_first, index) - 1
+            start = sum(self._lengths[self._page_first[page]:index])
+        else:
+            page, start = self._pages[index], self._starts[index]  # type: ignore[index]
+        return self._page(page)[start:start + self._lengths[index]]
 
     def floor(self, key: int) -> int:
         """Index of the greatest key <= ``key``, or -1."""
@@ -175,18 +188,23 @@ def _load(view: memoryview, where: Any, count: int, limit: int, delta: bool = Fa
     values = array(memory)
     previous = 0
     carry = (-1, 0)
-    for offset, length, stored, chunk_count in chunks:
+    for offset, length, stored, chunk_count, *flags in chunks:
         offset, length, chunk_count = int(offset), int(length), int(chunk_count)
         if offset < fmt.HEADER_SIZE or length < 0 or offset + length > limit or chunk_count < 0 \
                 or len(values) + chunk_count > count:
             raise fmt.TableFormatError("index array out of bounds")
         chunk = fmt.decode_chunk(view[offset:offset + length], str(stored), chunk_count)
         try:
-            if starts_of is not None:
+            if starts_of is not None and flags and flags[0]:  # coded (all zeros, in practice)
                 first = len(values)
                 pages, lengths = (column[first:first + chunk_count] for column in starts_of)
                 chunk, carry = fmt.decode_starts(chunk, pages, lengths, carry, memory)
                 values.extend(chunk)
+            elif starts_of is not None:
+                values.extend(chunk if chunk.typecode == memory else iter(chunk))
+                if values:
+                    last = len(values) - 1
+                    carry = (starts_of[0][last], values[last] + starts_of[1][last])
             elif delta:
                 sums = itertools.accumulate(chunk, initial=previous)
                 next(sums)

@@ -54,9 +54,13 @@ def _take(block: Block, indexes: Any) -> Block:
 class _ArrayWriter:
     """One index array, written in compressed chunks of ``fmt.ARRAY_CHUNK`` values."""
 
-    def __init__(self, writer: TableWriter, typecode: str, delta: bool = False) -> None:
+    def __init__(self, writer: TableWriter, typecode: str, delta: bool = False, coded: bool = False) -> None:
+        """``coded``: the values given are a coding of ``actual`` ones (the starts, see
+        :func:`fmt.code_starts`); a chunk is stored coded only if that makes it all zeros,
+        else as the actual values, so that a reader decodes only what costs nothing to store."""
         self._writer = writer
         self._pending = array(typecode)
+        self._actual = array(typecode) if coded else None
         self._previous: int | None = 0 if delta else None
         self._maximum = 0
         self._chunks: list[list[Any]] = []
@@ -75,6 +79,8 @@ class _ArrayWriter:
         while done < len(values):
             step = self.room
             self._pending.extend(values[done:done + step])
+            if self._actual is not None:
+                self._actual.extend(actual[done:done + step])  # type: ignore[index]
             done += step
             if len(self._pending) >= fmt.ARRAY_CHUNK:
                 self._write_chunk()
@@ -83,11 +89,18 @@ class _ArrayWriter:
         values = self._pending
         if not values:
             return
+        flags = []
+        if self._actual is not None:
+            coded = not any(values)
+            flags.append(int(coded))
+            if not coded:
+                values = self._actual
+            self._actual = array(values.typecode)
         encoded, stored = fmt.encode_chunk(values, self._previous)
         if self._previous is not None:
             self._previous = values[-1]
         start, end = self._writer._append(encoded)
-        self._chunks.append([start, end - start, stored, len(values)])
+        self._chunks.append([start, end - start, stored, len(values), *flags])
         self._pending = array(values.typecode)
 
     def finish(self) -> list[Any]:
@@ -260,10 +273,14 @@ class _TableBuilder:
 
         The last page must have been flushed and written (see :meth:`TableWriter.finish`).
         """
-        arrays = [_ArrayWriter(self._writer, typecode, delta=name == "keys") for name, typecode in self._columns]
+        arrays = [_ArrayWriter(self._writer, typecode, delta=name == "keys", coded=name == "starts")
+                  for name, typecode in self._columns]
         self._end, self._previous = 0, -1
         starts_at = [name for name, _ in self._columns].index("starts")
         carry = (-1, 0)  # the page and the end of the record before
+        # in key order as added, each value right after the one before in its page: the
+        # reader then needs neither pages nor starts per record (see "contiguous")
+        contiguous = self._in_order
         count = 0
         for block in self._blocks():
             if not block[0]:
@@ -272,6 +289,7 @@ class _TableBuilder:
             # pages, starts and lengths lie side by side in COLUMNS
             actual = block[starts_at]
             starts, carry = fmt.code_starts(block[starts_at - 1], actual, block[starts_at + 1], carry)
+            contiguous = contiguous and not any(starts)
             block = block[:starts_at] + [starts] + block[starts_at + 1:]
             # fed in pieces that end where a chunk does, so the file does not depend on how
             # the records were spilled
@@ -284,7 +302,7 @@ class _TableBuilder:
                 done += step
             count += size
         self._new_run()
-        entry: dict[str, Any] = {"count": count, "page_count": self.page_count}
+        entry: dict[str, Any] = {"count": count, "page_count": self.page_count, "contiguous": contiguous}
         for (name, _), writer in zip(self._columns, arrays):
             entry[name] = writer.finish()
         spans = _ArrayWriter(self._writer, "Q")
