@@ -9,7 +9,7 @@ import tornado.web
 
 from diskcache.provider import FetchBudget, SymbolProvider
 from symcommon import requests as api
-from symcommon.responses import bound_answers, v4_response, v5_result
+from symcommon.responses import bound_answers, v4_response, v5_body
 from symcommon.web import ApiError, JsonHandler, OriginalProtocolHandler, protocol_application, wants_debug
 
 class DiskCacheHandler(JsonHandler):
@@ -42,15 +42,28 @@ class V4Handler(OriginalProtocolHandler, DiskCacheHandler):
 
 class V5Handler(DiskCacheHandler):
     async def post(self) -> None:
-        jobs = api.parse_v5(self.json_body(), self.settings["limits"])
+        body = self.json_body()
+        if self._body_bytes > api.BIG_BODY_BYTES:  # a big body is validated off the event loop
+            jobs = await asyncio.to_thread(api.parse_v5, body, self.settings["limits"])
+        else:
+            jobs = api.parse_v5(body, self.settings["limits"])
+        del body
         debug: dict[str, list] | None = {} if wants_debug(self.request) else None
         budget = FetchBudget(self.provider.max_fetches)  # for the whole request
         answers = await asyncio.gather(*(self.provider.answer(job, debug, budget) for job in jobs))
-        bound_answers(jobs, answers, self.provider.max_answer_bytes)
-        body: dict[str, Any] = {"results": [v5_result(job, answer) for job, answer in zip(jobs, answers)]}
-        if debug is not None:
-            body["debug"] = debug
-        self.write_json(body)
+        big = api.frame_total(jobs) > api.BIG_ANSWER_FRAMES
+        extra = {"debug": debug} if debug is not None else None
+        if big:  # bounded and rendered off the event loop
+            payload = await asyncio.to_thread(_render, jobs, answers, self.provider.max_answer_bytes, extra)
+        else:
+            payload = _render(jobs, answers, self.provider.max_answer_bytes, extra)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(payload)
+
+
+def _render(jobs: list[api.Job], answers: list[Any], max_answer_bytes: int, extra: dict[str, Any] | None) -> bytes:
+    bound_answers(jobs, answers, max_answer_bytes)
+    return v5_body(jobs, answers, extra)
 
 
 class HeartbeatHandler(DiskCacheHandler):

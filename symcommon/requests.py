@@ -44,6 +44,16 @@ class Limits:
         return 1 + self.max_jobs * (2 + self.max_modules) + self.max_stacks + self.max_frames
 
 
+#: Bodies (bytes) and answers (frames) from which validation and rendering run in a thread,
+#: so the event loop keeps answering (heartbeats, small requests) beside a big request.
+BIG_BODY_BYTES = 1024 * 1024
+BIG_ANSWER_FRAMES = 20_000
+
+
+def frame_total(jobs: list[Job]) -> int:
+    return sum(len(stack) for job in jobs for stack in job.stacks)
+
+
 #: A JSON string (escapes included), so the brackets inside strings can be left out of a count.
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
+from symcommon import jsonio
 from symcommon.frames import FrameInfo, InlineFrame
 from symcommon.requests import Job
 
@@ -65,29 +66,66 @@ def v4_response(job: Job, answers: JobAnswers, version: int,
 
 def v5_result(job: Job, answers: JobAnswers) -> dict[str, Any]:
     """One entry of a v5 response's ``results``."""
-    stacks = []
-    for stack in job.stacks:
-        frames = []
-        for number, (module_index, offset) in enumerate(stack):
-            frame: dict[str, Any] = {"frame": number, "module_offset": hex(offset)}
-            if module_index < 0:
-                frame["module"] = UNKNOWN_MODULE
-            else:
-                module = answers.modules.get(module_index)
-                frame["module"] = (module and module.code_file) or \
-                    job.memory_map[module_index].module.debug_file
-                info = answers.symbols.get((module_index, offset))
-                if info is not None:
-                    frame.update(info.to_v5_fields())
-                    if (module_index, offset) in answers.shortened:
-                        frame["names_shortened"] = True
-            frames.append(frame)
-        stacks.append(frames)
+    return {"stacks": [list(_v5_frames(job, answers, stack)) for stack in job.stacks],
+            "found_modules": _found_modules(job, answers)}
+
+
+def _found_modules(job: Job, answers: JobAnswers) -> dict[str, bool | None]:
     found: dict[str, bool | None] = {}
     for index, entry in enumerate(job.memory_map):
         module = answers.modules.get(index)
         found[entry.label] = None if module is None else module.found
-    return {"stacks": stacks, "found_modules": found}
+    return found
+
+
+#: Frames rendered and encoded at a time by :func:`v5_body`.
+RENDER_CHUNK = 5000
+
+
+def v5_body(jobs: list[Job], answers: list[JobAnswers], extra: dict[str, Any] | None = None) -> bytes:
+    """A v5 answer as compact JSON (the same bytes as encoding ``{"results": [v5_result...]}``),
+    built a few thousand frames at a time.
+
+    For a big answer this runs in a thread: one ``json.dumps`` of a whole answer keeps the
+    GIL (and so the event loop) for seconds, while many short calls let the loop run between
+    them; and only one chunk of frame dicts exists at a time.
+    """
+    parts = [b'{"results":[']
+    for number, (job, answer) in enumerate(zip(jobs, answers)):
+        parts.append(b'{"stacks":[' if number == 0 else b',{"stacks":[')
+        for stack_number, stack in enumerate(job.stacks):
+            parts.append(b"[" if stack_number == 0 else b",[")
+            for start in range(0, len(stack), RENDER_CHUNK):
+                chunk = list(_v5_frames(job, answer, stack, start, start + RENDER_CHUNK))
+                if start:
+                    parts.append(b",")
+                parts.append(jsonio.dumps(chunk)[1:-1])
+            parts.append(b"]")
+        parts.append(b'],"found_modules":' + jsonio.dumps(_found_modules(job, answer)) + b"}")
+    parts.append(b"]")
+    for key, value in (extra or {}).items():
+        parts.append(b"," + jsonio.dumps(key) + b":" + jsonio.dumps(value))
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+def _v5_frames(job: Job, answers: JobAnswers, stack: tuple[tuple[int, int], ...], start: int = 0,
+               end: int | None = None) -> Any:
+    """The v5 frames of ``stack[start:end]``."""
+    for number, (module_index, offset) in enumerate(stack[start:end], start):
+        frame: dict[str, Any] = {"frame": number, "module_offset": hex(offset)}
+        if module_index < 0:
+            frame["module"] = UNKNOWN_MODULE
+        else:
+            module = answers.modules.get(module_index)
+            frame["module"] = (module and module.code_file) or \
+                job.memory_map[module_index].module.debug_file
+            info = answers.symbols.get((module_index, offset))
+            if info is not None:
+                frame.update(info.to_v5_fields())
+                if (module_index, offset) in answers.shortened:
+                    frame["names_shortened"] = True
+        yield frame
 
 
 def _names(info: FrameInfo) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 import tornado.web
 
 from symcommon import requests as api
-from symcommon.responses import v4_response, v5_result
+from symcommon.responses import v4_response, v5_body
 from symcommon.prefork import SharedState
 from symcommon.web import ApiError, JsonHandler, OriginalProtocolHandler, protocol_application, wants_debug
 from symserver.diskcache_client import DiskCacheUnavailable
@@ -71,14 +71,21 @@ class V4Handler(OriginalProtocolHandler, SymServerHandler):
 
 class V5Handler(SymServerHandler):
     async def post(self) -> None:
-        jobs = api.parse_v5(self.json_body(), self.settings["limits"])
+        body = self.json_body()
+        if self._body_bytes > api.BIG_BODY_BYTES:  # a big body is validated off the event loop
+            jobs = await asyncio.to_thread(api.parse_v5, body, self.settings["limits"])
+        else:
+            jobs = api.parse_v5(body, self.settings["limits"])
+        del body
         debug = wants_debug(self.request)
         outcome = await self.symbolicate(jobs, debug)
-        body: dict[str, Any] = {
-            "results": [v5_result(job, answers) for job, answers in zip(jobs, outcome.answers)]}
-        if debug:
-            body["debug"] = dict(outcome.debug(), seconds=round(self.request.request_time(), 4))
-        self.write_json(body)
+        extra = {"debug": dict(outcome.debug(), seconds=round(self.request.request_time(), 4))} if debug else None
+        if api.frame_total(jobs) > api.BIG_ANSWER_FRAMES:  # and a big answer rendered off it
+            payload = await asyncio.to_thread(v5_body, jobs, outcome.answers, extra)
+        else:
+            payload = v5_body(jobs, outcome.answers, extra)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(payload)
 
 
 class HeartbeatHandler(SymServerHandler):

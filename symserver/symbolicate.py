@@ -20,7 +20,7 @@ from typing import Any
 from symcommon.frames import FrameInfo
 from symcommon.metrics import Metrics
 from symcommon.modules import ModuleId
-from symcommon.requests import Job
+from symcommon.requests import BIG_ANSWER_FRAMES, Job
 from symcommon.responses import JobAnswers, ModuleAnswer, bound_answers
 from symserver.diskcache_client import DiskCacheDown, DiskCacheUnavailable
 from symcommon.recentframes import RecentFrames
@@ -132,21 +132,11 @@ class Symbolicator:
                 await self.frames.set_many({frame_key(*lookup): value for lookup, value in fresh.items()})
         unasked = {str(module) for module in outcome.not_looked_up}
         shortened = {frame_key_of(*lookup) for lookup in outcome.uncacheable}
-        for names, frames in job_frames:
-            answers = JobAnswers()
-            modules, symbols = answers.modules, answers.symbols
-            for frame in frames:
-                value = found.get((names[frame[0]], frame[1]))
-                if value is not None:
-                    if frame[0] not in modules:
-                        modules[frame[0]] = ModuleAnswer(True, value[0])
-                    symbols[frame] = value[1]
-                    if shortened and (names[frame[0]], frame[1]) in shortened:
-                        answers.shortened.add(frame)
-                elif names[frame[0]] not in unasked:  # a found module has a value for every frame
-                    modules.setdefault(frame[0], ModuleAnswer(False))
-            outcome.answers.append(answers)
-        bound_answers(jobs, outcome.answers, self.max_answer_bytes)
+        arguments = (jobs, job_frames, found, unasked, shortened, self.max_answer_bytes)
+        if sum(len(frames) for _, frames in job_frames) > BIG_ANSWER_FRAMES:  # off the event loop
+            outcome.answers = await asyncio.to_thread(_job_answers, *arguments)
+        else:
+            outcome.answers = _job_answers(*arguments)
         return outcome
 
     async def _ask_diskcache(self, misses: list[Lookup], request_id: str, debug: bool,
@@ -222,3 +212,27 @@ class Symbolicator:
             raise DiskCacheUnavailable(f"DiskCache at {address} sent an answer of the wrong shape: "
                                        f"{error}") from error
         return fresh
+
+
+def _job_answers(jobs: list[Job], job_frames: list[tuple[list[str], set[tuple[int, int]]]],
+                 found: dict[FrameKey, CachedFrame], unasked: set[str], shortened: set[FrameKey],
+                 max_answer_bytes: int) -> list[JobAnswers]:
+    """Each job's answers from what was found, names bounded to ``max_answer_bytes``; only
+    this request's own objects, so a big one can be built in a thread."""
+    result = []
+    for names, frames in job_frames:
+        answers = JobAnswers()
+        modules, symbols = answers.modules, answers.symbols
+        for frame in frames:
+            value = found.get((names[frame[0]], frame[1]))
+            if value is not None:
+                if frame[0] not in modules:
+                    modules[frame[0]] = ModuleAnswer(True, value[0])
+                symbols[frame] = value[1]
+                if shortened and (names[frame[0]], frame[1]) in shortened:
+                    answers.shortened.add(frame)
+            elif names[frame[0]] not in unasked:  # a found module has a value for every frame
+                modules.setdefault(frame[0], ModuleAnswer(False))
+        result.append(answers)
+    bound_answers(jobs, result, max_answer_bytes)
+    return result

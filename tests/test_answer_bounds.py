@@ -132,3 +132,31 @@ def test_table_caches_are_bounded_in_bytes_across_tables():
     tables[0].release_caches()
     assert tables[0]._block.cache_info().currsize == 0
     assert shared.bytes <= 4 * MB and shared.get((object(), 0)) is None
+
+
+def test_v5_body_in_chunks_is_the_same_bytes_as_one_encoding(monkeypatch):
+    import random
+
+    from symcommon import jsonio, responses
+    from symcommon.responses import ModuleAnswer, v5_body
+
+    monkeypatch.setattr(responses, "RENDER_CHUNK", 7)
+    rng = random.Random(1)
+    body = {"jobs": [{"memoryMap": [["a.pdb", "AB"], ["b.pdb", "CD"]],
+                      "stacks": [[[rng.randrange(-1, 2), rng.randrange(100)] for _ in range(rng.randrange(30))]
+                                 for _ in range(4)] + [[]]} for _ in range(3)]}
+    jobs = parse_v5(body)
+    answers = []
+    for job in jobs:
+        answer = JobAnswers()
+        answer.modules[0], answer.modules[1] = ModuleAnswer(True, "a.dll"), ModuleAnswer(False)
+        for stack in job.stacks:
+            for index, offset in stack:
+                if index == 0 and offset % 3:
+                    answer.symbols[(index, offset)] = FrameInfo(f"f\u00e9{offset}\"", offset, 3, "x.c", 4,
+                                                                (InlineFrame("g", "y", 2),))
+        answer.shortened.add((0, 1))
+        answers.append(answer)
+    expected = jsonio.dumps({"results": [v5_result(j, a) for j, a in zip(jobs, answers)], "debug": {"x": [1]}})
+    assert v5_body(jobs, answers, {"debug": {"x": [1]}}) == expected
+    assert v5_body([], []) == jsonio.dumps({"results": []})
