@@ -15,8 +15,9 @@ from symcommon.frames import FrameInfo, InlineFrame
 from symcommon.requests import Job
 
 UNKNOWN_MODULE = "<unknown>"
-#: Ends a name shortened so that an answer stays within ``maxAnswerMB``.
-SHORTENED_MARKER = "..."
+#: Ends a name shortened so that an answer stays within ``maxAnswerMB``: the marker names cut
+#: when processed end with too (``diskcache.symfile.TRUNCATION_MARKER``), so clients know one.
+SHORTENED_MARKER = "\u2026[truncated]"
 #: Answer-bounding never shortens a name below this many characters (marker included).
 MIN_SHORTENED_NAME = 256
 

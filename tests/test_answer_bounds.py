@@ -95,6 +95,12 @@ def test_bound_answers_keeps_every_frame_and_shortens_only_the_longest_names():
     assert bound_answers([job], [answers], 100 * MB) is None  # within the bound: untouched
 
 
+def test_answers_shorten_names_with_the_marker_processing_cuts_them_with():
+    from diskcache.symfile import TRUNCATION_MARKER
+
+    assert SHORTENED_MARKER.encode() == TRUNCATION_MARKER
+
+
 def test_recent_frames_are_bounded_in_bytes_as_well_as_entries():
     recent = RecentFrames(50_000, 60, max_bytes=8 * MB)
     for n in range(1000):
