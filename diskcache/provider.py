@@ -22,7 +22,7 @@ from diskcache.lru import LOCAL, RAW, TABLE, CacheEntry, DiskLRU, discard, open_
 from diskcache.processing import Processor
 from diskcache.symfile import ModuleMismatch, NotASymbolFile, ProcessStats
 from diskcache.tableformat import TableFormatError
-from diskcache.tablereader import ByteLRU, SymbolTable
+from diskcache.tablereader import ByteLRU, SymbolTable, check_table_file
 from symcommon.config import per_core
 from symcommon.logs import printable
 from symcommon.metrics import Metrics
@@ -572,7 +572,7 @@ def _look_up(tables: dict[int, SymbolTable | None],
 
 def _is_valid_table(path: Path) -> bool:
     try:
-        SymbolTable.open(path)
+        check_table_file(path)
     except (OSError, TableFormatError):
         return False
     return True

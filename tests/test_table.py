@@ -632,3 +632,28 @@ def test_starts_in_pages_cost_almost_nothing(tmp_path):
     assert funcs["count"] > 2000
     assert sum(chunk[1] for chunk in funcs["starts"][1]) < 64 * len(funcs["starts"][1])
     assert sum(chunk[1] for chunk in funcs["lengths"][1]) > 1000  # (the column next to it does cost)
+
+
+def test_checking_a_cached_table_at_start_does_not_inflate_its_index(tmp_path):
+    """At start the DiskCache checks every cached table; that must not cost each one's
+    index in memory (it was held until the garbage collector ran)."""
+    import tracemalloc
+
+    from diskcache.provider import _is_valid_table
+    from diskcache.tablewriter import TableWriter
+
+    path = tmp_path / "big.symtab"
+    with path.open("w+b") as sink, TableWriter(sink) as writer:
+        writer.publics.add_many(list(range(0, 16 * 200_000, 16)), [b"name%d" % i for i in range(200_000)])
+        writer.finish({"debug_file": "big"}, {})
+    assert SymbolTable.open(path).lookup(16 * 7 + 3).function == "name7"
+    tracemalloc.start()
+    try:
+        assert _is_valid_table(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200_000, peak
+    damaged = tmp_path / "damaged.symtab"
+    damaged.write_bytes(path.read_bytes()[:-1])
+    assert not _is_valid_table(damaged)
