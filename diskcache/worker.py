@@ -54,6 +54,7 @@ def process_file(source: Path, destination: Path, debug_id: str | None = None,
 
 
 FOLLOW_POLL_SECONDS = 0.005
+PRIME_BYTES = 64 * 1024
 #: Without a limit on the command line: a worker whose memory stays above this many MB after
 #: a file (a fragmented heap that malloc_trim cannot give back) asks to be replaced.
 RETIRE_MB = 48
@@ -72,6 +73,13 @@ class FollowingReader:
         self.timeout = timeout_seconds
         self.position = 0
         self._file: Any = None
+        self._pending = b""  # read by prime(), handed out first
+
+    def prime(self) -> None:
+        """Wait for the download's first bytes (raises if it fails first).  The table is
+        created only then: a download that never starts (a 404, a store down) leaves no
+        table file behind, and a table being written means the download has begun."""
+        self._pending = self.read(PRIME_BYTES)
 
     def _end(self) -> int | None:
         """The final size once the download is complete; raises if it was abandoned."""
@@ -87,6 +95,9 @@ class FollowingReader:
         return int(text.split()[1])
 
     def read(self, size: int = -1) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
         deadline = time.monotonic() + self.timeout
         complete = False  # the end marker was seen before this read: no more data will come
         end: int | None = None
@@ -124,6 +135,7 @@ def process_download(source: Path, end_marker: Path, destination: Path, timeout_
     """:func:`process_file` for a download still being written (see the module docstring)."""
     reader = FollowingReader(source, end_marker, timeout_seconds)
     try:
+        reader.prime()
         return _write_table(reader, destination, debug_id)  # type: ignore[arg-type]
     finally:
         reader.close()

@@ -517,6 +517,41 @@ def test_extra_workers_are_kept_for_the_next_file_not_started_per_file(tmp_path)
         processor.shutdown()
 
 
+def test_a_followed_download_gets_its_table_file_only_once_bytes_arrive(tmp_path):
+    """A worker following a download creates the table only when the first bytes are there:
+    a download that never starts (a 404, a store down) leaves no table file behind, and a
+    table being written means the download has begun."""
+    import asyncio
+
+    from diskcache.processing import DownloadAbandoned, Processor
+
+    text = b"MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 a.so\nFUNC 1000 10 0 f\n"
+    processor = Processor(1)
+
+    async def follow(name: str, data: bytes | None) -> object:
+        download, marker = tmp_path / f"{name}.download", tmp_path / f"{name}.download.end"
+        following = processor.follow(download, marker, tmp_path / f"{name}.table", 60)
+        assert following is not None
+        await asyncio.sleep(0.5)
+        assert not (tmp_path / f"{name}.table").exists(), "table created before any byte arrived"
+        if data is not None:
+            download.write_bytes(data)
+            marker.write_text(f"ok {len(data)}")
+        else:
+            marker.write_text("fail")
+        return await following
+
+    try:
+        processor.warm_up()
+        assert asyncio.run(follow("found", text)).funcs == 1
+        assert (tmp_path / "found.table").exists()
+        with pytest.raises(DownloadAbandoned):
+            asyncio.run(follow("missing", None))
+        assert not (tmp_path / "missing.table").exists()
+    finally:
+        processor.shutdown()
+
+
 def test_a_followed_download_waits_for_a_whole_end_marker(tmp_path):
     """The end marker may be seen while it is being written (empty): that is not a failure."""
     from diskcache.worker import DownloadAbandoned, FollowingReader
