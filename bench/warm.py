@@ -129,6 +129,58 @@ def profile_breakdown(path: Path, requests: int | None) -> dict[str, Any]:
     }
 
 
+# py-spy's collapsed stacks: a sample is charged to the innermost frame that matches one of these.
+SPY_CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
+    ("idle (waiting in epoll)", ("select (selectors.py", "poll (")),
+    ("JSON decode", ("(json/decoder.py", "loads (json/__init__.py", "loads (symcommon/jsonio.py")),
+    ("JSON encode", ("(json/encoder.py", "dumps (json/__init__.py", "dumps (symcommon/jsonio.py")),
+    ("validation (symcommon/requests.py)", ("(symcommon/requests.py", "(symcommon/modules.py")),
+    ("response building (symcommon/responses.py)", ("(symcommon/responses.py", "(symcommon/frames.py")),
+    ("lookups (symbolicate, recent frames, memcached)", ("(symserver/symbolicate.py", "(symcommon/recentframes.py",
+                                                         "(symserver/framecache.py", "(symserver/sharding.py",
+                                                         "(diskcache/provider.py", "(diskcache/tablereader.py")),
+    ("access log", ("(logging/", "log_request (")),
+    ("socket write (tornado iostream, send)", ("(tornado/iostream.py",)),
+    ("HTTP parsing and headers (tornado)", ("(tornado/http1connection.py", "(tornado/httputil.py", "(tornado/routing.py",
+                                            "(tornado/httpserver.py", "(symcommon/connections.py", "(email/")),
+    ("RequestHandler and handler glue (tornado/web.py, symcommon/web.py, app.py)",
+     ("(tornado/web.py", "(symcommon/web.py", "(symserver/app.py", "(diskcache/app.py", "(tornado/gen.py",
+      "(tornado/concurrent.py", "(symcommon/metrics.py")),
+    ("event loop (asyncio, tornado ioloop)", ("(asyncio/", "(tornado/ioloop.py", "(tornado/platform")),
+]
+
+
+def spy_breakdown(path: Path) -> dict[str, Any]:
+    """Shares of py-spy's samples (``record -f raw``) by category, idle apart."""
+    totals: dict[str, int] = {}
+    samples = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rstrip().rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        samples += count
+        label = "other"
+        for frame in reversed(stack.split(";")):
+            found = next((name for name, patterns in SPY_CATEGORIES if any(p in frame for p in patterns)), None)
+            if found:
+                label = found
+                break
+        totals[label] = totals.get(label, 0) + count
+    idle = totals.pop("idle (waiting in epoll)", 0)
+    busy = samples - idle
+    return {"samples": samples, "idle_share": idle / samples if samples else 0.0,
+            "categories": [{"category": name, "share": count / busy if busy else 0.0}
+                           for name, count in sorted(totals.items(), key=lambda item: -item[1])]}
+
+
+def py_spy() -> str | None:
+    """py-spy, if installed (PATH, or the PYSPY environment variable): optional."""
+    import os
+    import shutil
+    return os.environ.get("PYSPY") or shutil.which("py-spy")
+
+
 def _check_v4(response: Any, frames: int, module: dict) -> dict[str, Any]:
     problems = []
     if response.status_code != 200:
@@ -279,6 +331,12 @@ class Warm:
             except Exception as error:  # noqa: BLE001 - context; the server code may have moved on
                 self.errors["warm stage timings"] = f"{type(error).__name__}: {error}"
                 log(f"warm stage timings FAILED: {type(error).__name__}: {error}")
+            if py_spy():
+                try:
+                    self.results["py_spy"] = self.sample(trio, workdir, bodies["v4-200"])
+                except Exception as error:  # noqa: BLE001 - context only
+                    self.errors["warm py-spy"] = f"{type(error).__name__}: {error}"
+                    log(f"warm py-spy FAILED: {error}")
             try:
                 self.results["profile"] = self.profile(trio, workdir, bodies["v4-200"], "symserver")
             except Exception as error:  # noqa: BLE001 - the profile is context; the goals stand
@@ -295,6 +353,24 @@ class Warm:
             trio.stop()
             store.stop()
         return self.results, self.rows(), self.details()
+
+    def sample(self, trio: BenchTrio, workdir: Path, body: bytes) -> dict[str, Any]:
+        """py-spy sampling the trio's own SymServer (no profiler inside it) under the same wrk."""
+        out = workdir / "symserver-warm.pyspy.txt"
+        seconds = max(2, int(self.ctx.duration))
+        spy = subprocess.Popen([str(py_spy()), "record", "-p", str(trio.pid("SymServer")), "-d", str(seconds + 1),
+                                "-r", "200", "-f", "raw", "-o", str(out), "--nonblocking"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        time.sleep(0.5)
+        figures = run_wrk(trio.symserver + "/", body, "symserver-py-spy", seconds, self.ctx.connections, workdir,
+                          server_pid=trio.pid("SymServer"))
+        output = spy.communicate(timeout=120)[0].decode(errors="replace")
+        if not out.exists():
+            raise RuntimeError(f"py-spy wrote nothing: {output.strip()[-300:]}")
+        breakdown = spy_breakdown(out)
+        breakdown["wrk"] = {k: figures.get(k) for k in ("requests_per_second", "server_cpu_us_per_request")}
+        log("py-spy of SymServer: " + ", ".join(f"{c['category']} {c['share']:.0%}" for c in breakdown["categories"][:5]))
+        return breakdown
 
     def profile(self, trio: BenchTrio, workdir: Path, body: bytes, server: str) -> dict[str, Any]:
         """The same wrk against a second, cProfiled ``server`` (one process) of the same trio."""
@@ -432,6 +508,15 @@ class Warm:
                 lines.append(f"    {1e6 / rps - stages['us_sum_of_medians']:7.0f} us  the rest of the "
                              f"{1e6 / rps:.0f} us a request takes under wrk ({rps:.0f} req/s): Tornado HTTP, "
                              f"socket, event loop, access log")
+        spy = self.results.get("py_spy")
+        if spy:
+            wrk = spy.get("wrk", {})
+            lines.append(f"py-spy on the running SymServer under the same wrk ({spy['samples']} samples, "
+                         f"{wrk.get('requests_per_second')} req/s, {wrk.get('server_cpu_us_per_request') or 0:.0f} us "
+                         f"CPU/request; idle {spy['idle_share']:.0%} of the samples); busy samples by innermost "
+                         f"matching frame:")
+            for category in spy["categories"]:
+                lines.append(f"    {category['share']:6.1%}  {category['category']}")
         for name in ("profile", "profile_diskcache"):
             profile = self.results.get(name)
             if not profile:

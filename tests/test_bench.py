@@ -126,3 +126,20 @@ def test_results_json_prints_as_markdown(tmp_path: Path, capsys: pytest.CaptureF
     assert "commit abc1234" in lines[0]
     assert lines[3] == "| 1 warm | 900 req/s |  |  |  | **no** |"
     assert lines[4].endswith("| (yes) |")
+
+
+def test_py_spy_samples_are_charged_to_the_innermost_known_frame(tmp_path: Path) -> None:
+    from warm import spy_breakdown
+
+    raw = tmp_path / "spy.txt"
+    raw.write_text(
+        "main (symserver/__main__.py:53);post (symcommon/web.py:260);parse_job (symcommon/requests.py:112) 6\n"
+        "main (symserver/__main__.py:53);post (symcommon/web.py:260);dumps (symcommon/jsonio.py:33);"
+        "iterencode (json/encoder.py:205) 3\n"
+        "main (symserver/__main__.py:53);run_forever (asyncio/base_events.py:607);select (selectors.py:468) 90\n"
+        "main (symserver/__main__.py:53);somewhere (elsewhere.py:1) 1\n")
+    breakdown = spy_breakdown(raw)
+    shares = {c["category"]: c["share"] for c in breakdown["categories"]}
+    assert breakdown["samples"] == 100 and breakdown["idle_share"] == pytest.approx(0.9)
+    assert shares["validation (symcommon/requests.py)"] == pytest.approx(0.6)
+    assert shares["JSON encode"] == pytest.approx(0.3) and shares["other"] == pytest.approx(0.1)
