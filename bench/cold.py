@@ -266,7 +266,8 @@ class Cold:
                                 f"symcache {symbolic['symcache_ratio']:.0%}" if symbolic else "", "",
                                 f"<= {GIGABYTE_TABLE_RATIO:.0%}", table["ratio"] <= GIGABYTE_TABLE_RATIO))
             else:
-                rows.append(not_measured(f"3 gigabyte module ({label}): table / .sym", f"<= {GIGABYTE_TABLE_RATIO:.0%}"))
+                rows.append(not_measured(f"3 gigabyte module ({label}): table / .sym",
+                                         f"<= {GIGABYTE_TABLE_RATIO:.0%}"))
         if not any(float(key) >= GIGABYTE_MB for key in ladder):
             rows.append(Row("3 gigabyte module: not in --sizes", "not run", target=f"<= {GIGABYTE_RATIO:.2f}x",
                             counts=False, note="run with --sizes ...,1024 (the full run does)"))

@@ -230,7 +230,8 @@ class ProfileCold:
                 statuses.append(response.status_code)
                 if response.status_code != 200:
                     return []
-                return [[frame.get("function") for frame in result["stacks"][0]] for result in response.json()["results"]]
+                return [[frame.get("function") for frame in result["stacks"][0]]
+                        for result in response.json()["results"]]
 
             began, began_wall = time.monotonic(), time.time()
             with ThreadPoolExecutor(PARALLEL_REQUESTS) as executor:
@@ -276,7 +277,8 @@ class ProfileCold:
                 run.pop("answers", None)
 
     def rows(self) -> list[Row]:
-        ours, theirs, comparison = self.results.get("ours"), self.results.get("symbolic"), self.results.get("comparison")
+        ours, theirs = self.results.get("ours"), self.results.get("symbolic")
+        comparison = self.results.get("comparison")
         workload = self.results["workload"]
         goal = (f"2 whole profile cold: {workload['modules']} modules ({workload['missing']} missing), "
                 f"{workload['addresses']:,} addresses, {workload['sym_mb']} MB of .sym")

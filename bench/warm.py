@@ -141,7 +141,8 @@ SPY_CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
                                                          "(diskcache/provider.py", "(diskcache/tablereader.py")),
     ("access log", ("(logging/", "log_request (")),
     ("socket write (tornado iostream, send)", ("(tornado/iostream.py",)),
-    ("HTTP parsing and headers (tornado)", ("(tornado/http1connection.py", "(tornado/httputil.py", "(tornado/routing.py",
+    ("HTTP parsing and headers (tornado)", ("(tornado/http1connection.py", "(tornado/httputil.py",
+                                            "(tornado/routing.py",
                                             "(tornado/httpserver.py", "(symcommon/connections.py", "(email/")),
     ("RequestHandler and handler glue (tornado/web.py, symcommon/web.py, app.py)",
      ("(tornado/web.py", "(symcommon/web.py", "(symserver/app.py", "(diskcache/app.py", "(tornado/gen.py",
@@ -369,7 +370,8 @@ class Warm:
             raise RuntimeError(f"py-spy wrote nothing: {output.strip()[-300:]}")
         breakdown = spy_breakdown(out)
         breakdown["wrk"] = {k: figures.get(k) for k in ("requests_per_second", "server_cpu_us_per_request")}
-        log("py-spy of SymServer: " + ", ".join(f"{c['category']} {c['share']:.0%}" for c in breakdown["categories"][:5]))
+        log("py-spy of SymServer: "
+            + ", ".join(f"{c['category']} {c['share']:.0%}" for c in breakdown["categories"][:5]))
         return breakdown
 
     def profile(self, trio: BenchTrio, workdir: Path, body: bytes, server: str) -> dict[str, Any]:
@@ -494,7 +496,8 @@ class Warm:
         for key, figures in (self.results.get("wrk") or {}).items():
             if figures.get("server_cpu_busy") is not None:
                 lines.append(f"wrk {key:20} {figures.get('requests_per_second') or 0:7.0f} req/s; server process CPU "
-                             f"{figures['server_cpu_busy']:4.0%} busy, {figures['server_cpu_us_per_request'] or 0:6.0f} "
+                             f"{figures['server_cpu_busy']:4.0%} busy, "
+                             f"{figures['server_cpu_us_per_request'] or 0:6.0f} "
                              f"us CPU/request")
         stages = self.results.get("stages")
         rps = ((self.results.get("wrk") or {}).get("symserver-v4-200") or {}).get("requests_per_second")
