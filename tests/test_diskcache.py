@@ -181,6 +181,34 @@ def test_a_local_table_is_kept_in_the_cache_across_restarts(make_trio, symbol_st
     assert symbol_store.count(XUL_PATH) == 0
 
 
+def test_a_local_table_with_a_damaged_index_is_made_again(make_trio, symbol_store, tmp_path):
+    """The check at start reads header, trailer and directory only; an index damaged inside
+    is found when the table is opened: it is deleted and the local file processed again."""
+    import json
+
+    from diskcache import tableformat
+
+    local = tmp_path / "local"
+    target = local / XUL_PATH
+    target.parent.mkdir(parents=True)
+    target.write_text("MODULE windows x86_64 44E4EC8C2F41492B9369D6B9A059577C2 xul.pdb\n"
+                      "FUNC b2e000 1000 0 LocalFunction\n")
+    trio = make_trio([symbol_store.url("plain")], {"DiskCache": {"localSymbolDirs": [str(local)]}})
+    assert xul_answer(trio) == "LocalFunction (in xul.pdb)"
+    trio.quickstart("--stop")
+    [table] = [trio.cache_dir / name for name in trio.cache_files()]
+    data = bytearray(table.read_bytes())
+    offset, length = tableformat.check_header(data, len(data))
+    chunk = json.loads(data[offset:offset + length])["tables"]["funcs"]["keys"][1][0]
+    data[chunk[0]:chunk[0] + chunk[1]] = b"\xff" * chunk[1]
+    table.write_bytes(bytes(data))
+    trio.start()
+    assert trio.cache_files() == [table.name]  # header, trailer and directory are whole
+    assert xul_answer(trio) == "LocalFunction (in xul.pdb)"
+    assert _processed_count(trio) == 1
+    assert trio.wait_for_log("DiskCache.log", "is unusable")
+
+
 # -- the on-disk LRU -----------------------------------------------------------------------------
 
 
