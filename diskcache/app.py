@@ -42,23 +42,12 @@ class V4Handler(OriginalProtocolHandler, DiskCacheHandler):
 
 class V5Handler(DiskCacheHandler):
     async def post(self) -> None:
-        body = self.json_body()
-        if self._body_bytes > api.BIG_BODY_BYTES:  # a big body is validated off the event loop
-            jobs = await asyncio.to_thread(api.parse_v5, body, self.settings["limits"])
-        else:
-            jobs = api.parse_v5(body, self.settings["limits"])
-        del body
+        jobs = await self.v5_jobs()
         debug: dict[str, list] | None = {} if wants_debug(self.request) else None
         budget = FetchBudget(self.provider.max_fetches)  # for the whole request
         answers = await asyncio.gather(*(self.provider.answer(job, debug, budget) for job in jobs))
-        big = api.frame_total(jobs) > api.BIG_ANSWER_FRAMES
         extra = {"debug": debug} if debug is not None else None
-        if big:  # bounded and rendered off the event loop
-            payload = await asyncio.to_thread(_render, jobs, answers, self.provider.max_answer_bytes, extra)
-        else:
-            payload = _render(jobs, answers, self.provider.max_answer_bytes, extra)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(payload)
+        await self.finish_rendered(jobs, _render, jobs, answers, self.provider.max_answer_bytes, extra)
 
 
 def _render(jobs: list[api.Job], answers: list[Any], max_answer_bytes: int, extra: dict[str, Any] | None) -> bytes:

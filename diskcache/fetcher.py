@@ -375,7 +375,7 @@ class SymbolFetcher:
                             f"({self.max_bytes // (1024 * 1024)} MB)")
         total = f" of {int(expected) / 1e6:.1f} MB" if expected.isdigit() and decoder.identity else ""
         size = 0
-        started = last_report = time.monotonic()
+        progress = _Progress(url, deadline, total)
         try:
             file = open_new(destination)  # in the cache's .tmp: never through a link
         except OSError as error:
@@ -396,13 +396,7 @@ class SymbolFetcher:
                     size += len(piece)
                     self._check_size(size)
                     _write(file, piece)
-                now = time.monotonic()
-                if now > deadline:
-                    raise _Retryable("download took longer than the timeout", "timeout")
-                if now - last_report >= PROGRESS_INTERVAL_SECONDS:
-                    last_report = now
-                    log.info("downloading %s: %.1f MB%s so far, %.2f MB/s", printable(url),
-                             size / 1e6, total, size / 1e6 / (now - started))
+                progress.tick(size)
             if response.length:  # http.client counts down what Content-Length still owes
                 raise _Retryable(f"the body ended {response.length} bytes early", "truncated")
             decoder.finish()
@@ -428,7 +422,7 @@ class SymbolFetcher:
         except OSError as error:
             raise DiskError(error.errno, f"cannot write the download: {error.strerror}") from error
         remaining = response.length or 0
-        started = last_report = time.monotonic()
+        progress = _Progress(url, deadline, total)
         source, target = sock.fileno(), file.fileno()
         readable = select.poll()
         readable.register(source, select.POLLIN)
@@ -457,13 +451,7 @@ class SymbolFetcher:
                     except OSError as error:
                         raise DiskError(error.errno,
                                         f"cannot write the download: {error.strerror}") from error
-                now = time.monotonic()
-                if now > deadline:
-                    raise _Retryable("download took longer than the timeout", "timeout")
-                if now - last_report >= PROGRESS_INTERVAL_SECONDS:
-                    last_report = now
-                    log.info("downloading %s: %.1f MB%s so far, %.2f MB/s", printable(url),
-                             size / 1e6, total, size / 1e6 / (now - started))
+                progress.tick(size)
         finally:
             os.close(pipe_in)
             os.close(pipe_out)
@@ -474,6 +462,25 @@ class SymbolFetcher:
         if self.max_bytes is not None and size > self.max_bytes:
             raise _TooLarge(f"it decodes to more than maxSymbolFileMB "
                             f"({self.max_bytes // (1024 * 1024)} MB)")
+
+
+class _Progress:
+    """One body's wall-clock deadline, and a line every PROGRESS_INTERVAL_SECONDS saying how
+    far a big download is."""
+
+    def __init__(self, url: str, deadline: float, total: str) -> None:
+        self.url, self.deadline, self.total = url, deadline, total
+        self.started = self.last_report = time.monotonic()
+
+    def tick(self, size: int) -> None:
+        """``size`` bytes are written so far; raises once the deadline has passed."""
+        now = time.monotonic()
+        if now > self.deadline:
+            raise _Retryable("download took longer than the timeout", "timeout")
+        if now - self.last_report >= PROGRESS_INTERVAL_SECONDS:
+            self.last_report = now
+            log.info("downloading %s: %.1f MB%s so far, %.2f MB/s", printable(self.url),
+                     size / 1e6, self.total, size / 1e6 / (now - self.started))
 
 
 class _Decoder:

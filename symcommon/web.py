@@ -22,8 +22,8 @@ from symcommon.connections import (ConnectionLimits, GuardedHTTPServer, connecti
                                    raise_descriptor_limit)
 from symcommon.logs import printable
 from symcommon.metrics import record_request
-from symcommon.requests import (DebugRequest, Job, Limits, RequestError, check_body_counts, parse_debug,
-                                parse_v4)
+from symcommon.requests import (BIG_ANSWER_FRAMES, BIG_BODY_BYTES, DebugRequest, Job, Limits, RequestError,
+                                check_body_counts, frame_total, parse_debug, parse_v4, parse_v5)
 
 log = logging.getLogger("http")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -158,6 +158,23 @@ class JsonHandler(tornado.web.RequestHandler):
             return jsonio.loads(body)
         except jsonio.JsonError as error:
             raise ApiError(400, str(error)) from None
+
+    async def v5_jobs(self) -> list[Job]:
+        """The request's v5 jobs, validated; a big body off the event loop."""
+        body = self.json_body()
+        if self._body_bytes > BIG_BODY_BYTES:
+            return await asyncio.to_thread(parse_v5, body, self.settings["limits"])
+        return parse_v5(body, self.settings["limits"])
+
+    async def finish_rendered(self, jobs: list[Job], render: Callable[..., bytes], *args: Any) -> None:
+        """Answer with the JSON ``render(*args)`` makes; off the event loop when ``jobs`` ask
+        for so many frames that rendering would hold it."""
+        if frame_total(jobs) > BIG_ANSWER_FRAMES:
+            payload = await asyncio.to_thread(render, *args)
+        else:
+            payload = render(*args)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(payload)
 
     def is_loopback_peer(self) -> bool:
         """Whether the TCP peer is this machine (headers such as X-Forwarded-For never count)."""

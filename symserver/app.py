@@ -71,21 +71,11 @@ class V4Handler(OriginalProtocolHandler, SymServerHandler):
 
 class V5Handler(SymServerHandler):
     async def post(self) -> None:
-        body = self.json_body()
-        if self._body_bytes > api.BIG_BODY_BYTES:  # a big body is validated off the event loop
-            jobs = await asyncio.to_thread(api.parse_v5, body, self.settings["limits"])
-        else:
-            jobs = api.parse_v5(body, self.settings["limits"])
-        del body
+        jobs = await self.v5_jobs()
         debug = wants_debug(self.request)
         outcome = await self.symbolicate(jobs, debug)
         extra = {"debug": dict(outcome.debug(), seconds=round(self.request.request_time(), 4))} if debug else None
-        if api.frame_total(jobs) > api.BIG_ANSWER_FRAMES:  # and a big answer rendered off it
-            payload = await asyncio.to_thread(v5_body, jobs, outcome.answers, extra)
-        else:
-            payload = v5_body(jobs, outcome.answers, extra)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(payload)
+        await self.finish_rendered(jobs, v5_body, jobs, outcome.answers, extra)
 
 
 class HeartbeatHandler(SymServerHandler):
