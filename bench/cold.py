@@ -31,7 +31,7 @@ from typing import Any
 from common import (MB, BenchTrio, Context, RssSampler, StoreProcess, build_module, latency_summary, log,
                     module_summary, ms, offsets_inside_funcs, place_in_store, public_inside_func, run_symbolic, v5_body,
                     v5_job)
-from table import Row, not_measured
+from table import Row, not_measured, ratio_text
 
 PROBE_INTERVAL_SECONDS = 0.020
 PROBE_MAX_LATENCY_SECONDS = 0.100
@@ -207,7 +207,8 @@ class Cold:
                 ratio = cold["seconds"] / symbolic["seconds"]
                 rows.append(Row("r1-1 cold 74 MB: request to v5 answer (median)",
                                 f"{cold['seconds']:.2f} s {cold.get('samples', '')}",
-                                f"symbolic {symbolic['seconds']:.2f} s {symbolic['samples']}", f"{ratio:.2f}x",
+                                f"symbolic {symbolic['seconds']:.2f} s {symbolic['samples']}",
+                                ratio_text(ratio, COLD_RATIO),
                                 f"<= {COLD_RATIO:.2f}x, right answer", ratio <= COLD_RATIO and cold["correct"],
                                 note="" if cold["correct"] else f"answer {cold['frame']} expected {cold['expected']}"))
                 during, idle = cold["probe_during"], cold["probe_idle"]
@@ -253,7 +254,7 @@ class Cold:
                                          f"<= {GIGABYTE_RATIO:.2f}x", "symbolic failed"))
             else:
                 rows.append(Row(f"3 gigabyte module ({label}): cold time vs symbolic", f"{cold['seconds']:.2f} s",
-                                f"symbolic {symbolic['seconds']:.2f} s", f"{ratio:.2f}x",
+                                f"symbolic {symbolic['seconds']:.2f} s", ratio_text(ratio, GIGABYTE_RATIO),
                                 f"<= {GIGABYTE_RATIO:.2f}x, right answer",
                                 ratio <= GIGABYTE_RATIO and cold["correct"]))
             rows.append(Row(f"3 gigabyte module ({label}): DiskCache peak RSS (main {memory['peak_main_mb']:.0f}, "

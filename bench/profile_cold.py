@@ -35,7 +35,7 @@ from typing import Any
 
 from common import (MB, BenchTrio, Context, StoreProcess, build_module, log, module_names, offsets_inside_funcs,
                     place_in_store, public_inside_func, store_path)
-from table import Row, not_measured
+from table import Row, not_measured, ratio_text
 
 GOAL_RATIO = 0.35
 JOBS_PER_REQUEST = 10
@@ -294,7 +294,7 @@ class ProfileCold:
             notes.append(f"statuses {bad}")
         return [Row(goal, f"{ours['seconds']:.2f} s {ours['samples']} ({ours['processes']})",
                     f"symbolic pool of {theirs['processes']}: {theirs['seconds']:.2f} s {theirs['samples']}",
-                    f"{ratio:.2f}x",
+                    ratio_text(ratio, GOAL_RATIO),
                     f"<= {GOAL_RATIO:.2f}x, same answers", ratio <= GOAL_RATIO and not notes, note=" ".join(notes))]
 
     def details(self) -> list[str]:

@@ -30,6 +30,11 @@ def not_measured(goal: str, target: str, why: str = "not measured") -> Row:
     return Row(goal, "n/a", target=target, met=False, note=why)
 
 
+def ratio_text(ratio: float, target: float) -> str:
+    """``0.42x``; with a third decimal when two would read as the target itself (0.503 vs 0.50)."""
+    return f"{ratio:.3f}x" if f"{ratio:.2f}" == f"{target:.2f}" and ratio != target else f"{ratio:.2f}x"
+
+
 def format_table(rows: Iterable[Row]) -> str:
     """Rows as aligned text; the met column says yes / NO, or (yes) / (no) for context rows."""
     header = ("goal", "ours", "baseline", "ratio", "target", "met")

@@ -35,7 +35,7 @@ from typing import Any
 
 from common import (BENCH, BenchTrio, Context, ServerProcess, StoreProcess, build_module, log, module_summary,
                     ms, offsets_inside_funcs, place_in_store, run_wrk, v4_body)
-from table import Row, not_measured
+from table import Row, not_measured, ratio_text
 
 FRAME_COUNTS = (2, 200, 2000)
 FLOOR_RATIO_SYMSERVER = 0.6
@@ -448,7 +448,7 @@ class Warm:
                 return
             ratio = rps(ours) / rps(base)
             notes = problems(ours, check_key)
-            rows.append(Row(goal, cell(ours), f"{base_name} {cell(base)}", f"{ratio:.2f}x",
+            rows.append(Row(goal, cell(ours), f"{base_name} {cell(base)}", ratio_text(ratio, target),
                             f">= {target:.2f}x, 0 errors", ratio >= target and not notes, counts, "; ".join(notes)))
 
         versus("1 warm 200 frames v4: SymServer (1 process) vs HTTP floor (1 process)",

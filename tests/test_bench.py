@@ -143,3 +143,10 @@ def test_py_spy_samples_are_charged_to_the_innermost_known_frame(tmp_path: Path)
     assert breakdown["samples"] == 100 and breakdown["idle_share"] == pytest.approx(0.9)
     assert shares["validation (symcommon/requests.py)"] == pytest.approx(0.6)
     assert shares["JSON encode"] == pytest.approx(0.3) and shares["other"] == pytest.approx(0.1)
+
+
+def test_a_ratio_that_rounds_to_its_target_shows_a_third_decimal() -> None:
+    from table import ratio_text
+
+    assert ratio_text(0.5026, 0.5) == "0.503x"
+    assert ratio_text(0.42, 0.5) == "0.42x" and ratio_text(0.5, 0.5) == "0.50x"
