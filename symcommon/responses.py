@@ -148,6 +148,14 @@ def _shortened_info(info: FrameInfo, cap: int) -> FrameInfo:
                                  for i in info.inlines))
 
 
+def _names_size(info: FrameInfo) -> int:
+    """The characters of the names a frame shows: its function's and file's, and its inlines'."""
+    size = len(info.function) + len(info.file or "")
+    if info.inlines:
+        size += sum(len(i.function) + len(i.file or "") for i in info.inlines)
+    return size
+
+
 def bound_answers(jobs: Iterable[Job], answers: Iterable[JobAnswers], max_name_bytes: int) -> int | None:
     """Shorten the longest names of a request's answers so that all the names it repeats
     (once per frame that shows them) hold about ``max_name_bytes`` at most.
@@ -160,17 +168,20 @@ def bound_answers(jobs: Iterable[Job], answers: Iterable[JobAnswers], max_name_b
     Returns the cap used, or None when nothing was shortened.
     """
     pairs = list(zip(jobs, answers))
+    # The common case first: even if every frame showed the longest symbol, the names fit.
+    frames = sum(len(stack) for job, _ in pairs for stack in job.stacks)
+    longest = max((_names_size(info) for _, answer in pairs for info in answer.symbols.values()
+                   if info is not None), default=0)
+    if frames * longest <= max_name_bytes:
+        return None
     uses_per_job = []
     total = 0
-    for job, answer in pairs:  # the common case first: one cheap pass, nothing to shorten
+    for job, answer in pairs:  # then the exact count
         uses = Counter(frame for stack in job.stacks for frame in stack) if answer.symbols else Counter()
         uses_per_job.append(uses)
         for key, info in answer.symbols.items():
             if info is not None:
-                size = len(info.function) + len(info.file or "")
-                if info.inlines:
-                    size += sum(len(i.function) + len(i.file or "") for i in info.inlines)
-                total += uses[key] * size
+                total += uses[key] * _names_size(info)
     if total <= max_name_bytes:
         return None
     weighted: list[tuple[int, list[int]]] = []  # (frames showing it, its name lengths)
