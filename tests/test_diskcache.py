@@ -147,16 +147,22 @@ def _processed_count(trio) -> float:
     raise AssertionError("no processing_seconds metric")
 
 
-def test_a_local_table_is_kept_in_the_cache_across_restarts(make_trio, symbol_store, tmp_path):
-    """The processed table of a local file is kept in the on-disk cache with the file's
-    identity: a restart answers from it without processing the file again; a rebuilt
-    (touched) file is processed again at once, and replaces it."""
+def _trio_with_a_local_xul(make_trio, symbol_store, tmp_path: Path):
+    """A trio whose xul.pdb is a small file in a local symbol directory (store behind it)."""
     local = tmp_path / "local"
     target = local / XUL_PATH
     target.parent.mkdir(parents=True)
     target.write_text("MODULE windows x86_64 44E4EC8C2F41492B9369D6B9A059577C2 xul.pdb\n"
                       "FUNC b2e000 1000 0 LocalFunction\n")
-    trio = make_trio([symbol_store.url("plain")], {"DiskCache": {"localSymbolDirs": [str(local)]}})
+    return target, make_trio([symbol_store.url("plain")], {"DiskCache": {"localSymbolDirs": [str(local)]}})
+
+
+def test_a_local_table_is_kept_in_the_cache_across_restarts(make_trio, symbol_store, tmp_path):
+    """The processed table of a local file is kept in the on-disk cache with the file's
+    identity: a restart answers from it without processing the file again; a rebuilt
+    (touched) file is processed again at once, and replaces it."""
+    fetched_before = symbol_store.count(XUL_PATH)  # the store serves the whole session
+    target, trio = _trio_with_a_local_xul(make_trio, symbol_store, tmp_path)
     assert xul_answer(trio) == "LocalFunction (in xul.pdb)"
     assert _processed_count(trio) == 1
     assert trio.cache_files() == ["44E4EC8C2F41492B9369D6B9A059577C2.xul.pdb.localtab"]
@@ -178,7 +184,7 @@ def test_a_local_table_is_kept_in_the_cache_across_restarts(make_trio, symbol_st
     assert xul_answer(trio) == "RebuiltFunction (in xul.pdb)"
     assert _processed_count(trio) == 0
     assert trio.cache_files() == ["44E4EC8C2F41492B9369D6B9A059577C2.xul.pdb.localtab"]
-    assert symbol_store.count(XUL_PATH) == 0
+    assert symbol_store.count(XUL_PATH) == fetched_before  # never fetched: the local file wins
 
 
 def test_a_local_table_with_a_damaged_index_is_made_again(make_trio, symbol_store, tmp_path):
@@ -188,12 +194,7 @@ def test_a_local_table_with_a_damaged_index_is_made_again(make_trio, symbol_stor
 
     from diskcache import tableformat
 
-    local = tmp_path / "local"
-    target = local / XUL_PATH
-    target.parent.mkdir(parents=True)
-    target.write_text("MODULE windows x86_64 44E4EC8C2F41492B9369D6B9A059577C2 xul.pdb\n"
-                      "FUNC b2e000 1000 0 LocalFunction\n")
-    trio = make_trio([symbol_store.url("plain")], {"DiskCache": {"localSymbolDirs": [str(local)]}})
+    target, trio = _trio_with_a_local_xul(make_trio, symbol_store, tmp_path)
     assert xul_answer(trio) == "LocalFunction (in xul.pdb)"
     trio.quickstart("--stop")
     [table] = [trio.cache_dir / name for name in trio.cache_files()]

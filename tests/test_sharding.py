@@ -146,26 +146,25 @@ class _Answers500(_Answers503):
     status = 500
 
 
-@pytest.fixture
-def server_500() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers500)
+def _serving(handler: type) -> Iterator[str]:
+    """A real HTTP server answering with ``handler`` on a free loopback port, for one test."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def server_500() -> Iterator[str]:
+    yield from _serving(_Answers500)
 
 
 @pytest.fixture
 def server_503() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers503)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    yield from _serving(_Answers503)
 
 
 @pytest.fixture
