@@ -28,7 +28,7 @@ import statistics
 import time
 from typing import Any
 
-from common import (MB, BenchTrio, Context, RssSampler, StoreProcess, build_module, latency_summary, log,
+from common import (MB, BenchTrio, Context, RssSampler, StoreProcess, Workload, build_module, latency_summary, log,
                     module_summary, ms, offsets_inside_funcs, place_in_store, public_inside_func, run_symbolic, v5_body,
                     v5_job)
 from table import Row, not_measured, ratio_text
@@ -75,20 +75,10 @@ def probe_client(url: str, module: dict, offsets: list[int], stop: Any, ready: A
     queue.put(records)
 
 
-class Cold:
+class Cold(Workload):
     def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.results: dict[str, Any] = {"ladder": {}}
-        self.errors: dict[str, str] = {}
-
-    def phase(self, name: str, function: Any) -> Any:
-        log(f"{name} ...")
-        try:
-            return function()
-        except Exception as error:  # noqa: BLE001 - reported as a failed phase; the rest goes on
-            self.errors[name] = f"{type(error).__name__}: {error}"
-            log(f"{name} FAILED: {type(error).__name__}: {error}")
-            return None
+        super().__init__(ctx)
+        self.results["ladder"] = {}
 
     def run(self) -> tuple[dict[str, Any], list[Row], list[str]]:
         import requests
@@ -301,7 +291,4 @@ class Cold:
         return lines
 
 
-def run(ctx: Context) -> tuple[dict[str, Any], list[Row], list[str], dict[str, str]]:
-    cold = Cold(ctx)
-    results, rows, details = cold.run()
-    return results, rows, details, cold.errors
+run = Cold.measure

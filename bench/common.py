@@ -66,6 +66,36 @@ class Context:
         return path
 
 
+class Workload:
+    """One workload of the bench: :meth:`run` measures and returns (results, table rows,
+    detail lines); a phase that fails is logged and named in ``errors``, and the rest goes on."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.results: dict[str, Any] = {}
+        self.errors: dict[str, str] = {}
+
+    def run(self) -> tuple[dict[str, Any], list, list[str]]:
+        raise NotImplementedError
+
+    def phase(self, name: str, function: Any) -> Any:
+        """``function()``, or None when it failed (then logged and kept in ``errors``)."""
+        log(f"{name} ...")
+        try:
+            return function()
+        except Exception as error:  # noqa: BLE001 - reported as a failed phase; the rest goes on
+            self.errors[name] = f"{type(error).__name__}: {error}"
+            log(f"{name} FAILED: {type(error).__name__}: {error}")
+            return None
+
+    @classmethod
+    def measure(cls, ctx: Context) -> tuple[dict[str, Any], list, list[str], dict[str, str]]:
+        """What ``bench/run.py`` calls: the workload's results, rows, details and errors."""
+        workload = cls(ctx)
+        results, rows, details = workload.run()
+        return results, rows, details, workload.errors
+
+
 # --------------------------------------------------------------------------- prerequisites
 
 def missing_tools() -> list[str]:

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from common import (MB, BenchTrio, Context, StoreProcess, build_module, log, module_names, offsets_inside_funcs,
+from common import (MB, BenchTrio, StoreProcess, Workload, build_module, log, module_names, offsets_inside_funcs,
                     place_in_store, public_inside_func, store_path)
 from table import Row, not_measured, ratio_text
 
@@ -145,11 +145,7 @@ def diskcache_timeline(log_path: Path, began: float) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- the workload
 
-class ProfileCold:
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.results: dict[str, Any] = {}
-        self.errors: dict[str, str] = {}
+class ProfileCold(Workload):
 
     def run(self) -> tuple[dict[str, Any], list[Row], list[str]]:
         ctx = self.ctx
@@ -320,7 +316,4 @@ class ProfileCold:
         return lines
 
 
-def run(ctx: Context) -> tuple[dict[str, Any], list[Row], list[str], dict[str, str]]:
-    workload = ProfileCold(ctx)
-    results, rows, details = workload.run()
-    return results, rows, details, workload.errors
+run = ProfileCold.measure

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import (BENCH, BenchTrio, Context, ServerProcess, StoreProcess, build_module, log, module_summary,
+from common import (BENCH, BenchTrio, ServerProcess, StoreProcess, Workload, build_module, log, module_summary,
                     ms, offsets_inside_funcs, place_in_store, run_wrk, v4_body)
 from table import Row, not_measured, ratio_text
 
@@ -264,11 +264,7 @@ def stage_timings(trio: BenchTrio, body: bytes, rounds: int = 300) -> dict[str, 
     return {"rounds": rounds, "steps": steps, "us_sum_of_medians": sum(step["us_median"] for step in steps)}
 
 
-class Warm:
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.results: dict[str, Any] = {}
-        self.errors: dict[str, str] = {}
+class Warm(Workload):
 
     def run(self) -> tuple[dict[str, Any], list[Row], list[str]]:
         import requests
@@ -327,27 +323,19 @@ class Warm:
                 figures[f"diskcache-{name}"] = wrk(trio.diskcache + "/", body, f"diskcache-{name}",
                                                    trio.pid("DiskCache"))
             self.results["wrk"] = figures
-            try:
-                self.results["stages"] = stage_timings(trio, bodies["v4-200"])
-            except Exception as error:  # noqa: BLE001 - context; the server code may have moved on
-                self.errors["warm stage timings"] = f"{type(error).__name__}: {error}"
-                log(f"warm stage timings FAILED: {type(error).__name__}: {error}")
+            # Where the time goes: context for the goals, which stand whether these work or not.
+            body_200 = bodies["v4-200"]
+            context = [("stages", "warm stage timings", lambda: stage_timings(trio, body_200))]
             if py_spy():
-                try:
-                    self.results["py_spy"] = self.sample(trio, workdir, bodies["v4-200"])
-                except Exception as error:  # noqa: BLE001 - context only
-                    self.errors["warm py-spy"] = f"{type(error).__name__}: {error}"
-                    log(f"warm py-spy FAILED: {error}")
-            try:
-                self.results["profile"] = self.profile(trio, workdir, bodies["v4-200"], "symserver")
-            except Exception as error:  # noqa: BLE001 - the profile is context; the goals stand
-                self.errors["warm profile"] = f"{type(error).__name__}: {error}"
-                log(f"warm profile FAILED: {error}")
+                context.append(("py_spy", "warm py-spy", lambda: self.sample(trio, workdir, body_200)))
+            context.append(("profile", "warm profile", lambda: self.profile(trio, workdir, body_200, "symserver")))
             if not ctx.quick:
-                try:
-                    self.results["profile_diskcache"] = self.profile(trio, workdir, bodies["v4-200"], "diskcache")
-                except Exception as error:  # noqa: BLE001
-                    self.errors["warm DiskCache profile"] = f"{type(error).__name__}: {error}"
+                context.append(("profile_diskcache", "warm DiskCache profile",
+                                lambda: self.profile(trio, workdir, body_200, "diskcache")))
+            for key, name, function in context:
+                figures_or_none = self.phase(name, function)
+                if figures_or_none is not None:
+                    self.results[key] = figures_or_none
         finally:
             for server in servers:
                 server.stop()
@@ -537,7 +525,4 @@ class Warm:
         return lines
 
 
-def run(ctx: Context) -> tuple[dict[str, Any], list[Row], list[str], dict[str, str]]:
-    warm = Warm(ctx)
-    results, rows, details = warm.run()
-    return results, rows, details, warm.errors
+run = Warm.measure
