@@ -17,6 +17,7 @@ setup(
         "requests>=2.31",
         "prometheus-client>=0.17",
         "zstandard>=0.22",
+        "orjson>=3.9",
     ],
     extras_require={"test": ["pytest>=7.4", "hypothesis>=6.80"], "bench": ["symbolic>=12"]},
     entry_points={
