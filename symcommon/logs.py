@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import logging.handlers
+import os
+import stat
 import sys
 import threading
 import time
@@ -62,6 +65,78 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+class LogFile(logging.handlers.RotatingFileHandler):
+    """The log file, rotated by size, at a few microseconds a line.
+
+    ``RotatingFileHandler`` formats each record twice, asks the file system twice whether the
+    file is a regular one and flushes after every line: about 60 µs of a request's CPU when
+    the server logs one line per request.  This one counts the bytes it writes (checking the
+    file's real size, which other processes of the same server also write, now and then and
+    before rotating), formats once, and writes the request lines (logger ``http``, below
+    WARNING) once per turn of the event loop, after the answers of that turn were sent:
+    every other line is flushed at once.
+    """
+
+    #: Bytes written between two looks at the file's real size.
+    RECHECK_BYTES = 256 * 1024
+
+    def __init__(self, filename: Path, max_bytes: int, backup_count: int) -> None:
+        super().__init__(filename, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
+        self._flush_pending = False
+        self._size = self._unchecked = 0
+        self._regular = True
+        self._look_at_file()
+
+    def _look_at_file(self) -> None:
+        try:
+            found = os.fstat(self.stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            return
+        self._size, self._unchecked = found.st_size, 0
+        self._regular = stat.S_ISREG(found.st_mode)  # never rotate /dev/null and the like
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record) + self.terminator
+            if self.stream is None:
+                self.stream = self._open()
+                self._look_at_file()
+            length = len(text)
+            if self.maxBytes > 0 and self._regular and (
+                    self._size + length >= self.maxBytes or self._unchecked > self.RECHECK_BYTES):
+                self.stream.flush()
+                self._look_at_file()
+                if self._size + length >= self.maxBytes and self._size > 0:
+                    self.doRollover()
+                    self._look_at_file()
+            self.stream.write(text)
+            self._size += length
+            self._unchecked += length
+            if record.name == "http" and record.levelno < logging.WARNING:
+                self._flush_soon()
+            else:
+                self.flush()
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - as logging's own handlers do
+            self.handleError(record)
+
+    def _flush_soon(self) -> None:
+        if self._flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on an event loop's thread
+            self.flush()
+            return
+        self._flush_pending = True
+        loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_pending = False
+        self.flush()
+
+
 def setup_logging(log_config: dict[str, Any], to_stderr: bool = True) -> None:
     """Route every logger of this process to the configured file (rotated) and stderr."""
     root = logging.getLogger()
@@ -71,9 +146,12 @@ def setup_logging(log_config: dict[str, Any], to_stderr: bool = True) -> None:
     formatter = logging.Formatter(FORMAT)
     path = Path(log_config["path"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    file_handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=log_config["maxFileSizeMB"] * MB,
-        backupCount=max(log_config["maxFiles"] - 1, 0), encoding="utf-8")
+    # Our format names no source file, thread or process name: do not look them up per record
+    # (the logging HOWTO's "Optimization" section).
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    file_handler = LogFile(path, log_config["maxFileSizeMB"] * MB, max(log_config["maxFiles"] - 1, 0))
     file_handler.setFormatter(formatter)
     repeats = RepeatFilter()
     file_handler.addFilter(repeats)
