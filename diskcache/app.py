@@ -9,7 +9,7 @@ import tornado.web
 
 from diskcache.provider import FetchBudget, SymbolProvider
 from symcommon import requests as api
-from symcommon.responses import bound_answers, v4_response, v5_body
+from symcommon.responses import bound_answers, v4_body, v5_body
 from symcommon.web import ApiError, JsonHandler, OriginalProtocolHandler, protocol_application, wants_debug
 
 class DiskCacheHandler(JsonHandler):
@@ -19,10 +19,10 @@ class DiskCacheHandler(JsonHandler):
 
 
 class V4Handler(OriginalProtocolHandler, DiskCacheHandler):
-    async def v4_answer(self, job: api.Job, version: int) -> Any:
+    async def v4_answer(self, job: api.Job, version: int) -> bytes:
         answers = await self.provider.answer(job)
         bound_answers([job], [answers], self.provider.max_answer_bytes)
-        return v4_response(job, answers, version)
+        return v4_body(job, answers, version)
 
     async def debug_action(self, request: api.DebugRequest) -> dict[str, Any]:
         module = api.debug_module(request)
@@ -43,7 +43,7 @@ class V4Handler(OriginalProtocolHandler, DiskCacheHandler):
 class V5Handler(DiskCacheHandler):
     async def post(self) -> None:
         jobs = await self.v5_jobs()
-        debug: dict[str, list] | None = {} if wants_debug(self.request) else None
+        debug: dict[str, list] | None = {} if wants_debug(self.request.headers) else None
         budget = FetchBudget(self.provider.max_fetches)  # for the whole request
         answers = await asyncio.gather(*(self.provider.answer(job, debug, budget) for job in jobs))
         extra = {"debug": debug} if debug is not None else None

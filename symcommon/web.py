@@ -20,6 +20,7 @@ from tornado.httputil import responses
 from symcommon import jsonio
 from symcommon.connections import (ConnectionLimits, GuardedHTTPServer, connection_cap,
                                    raise_descriptor_limit)
+from symcommon.fastlane import WarmLane
 from symcommon.logs import printable
 from symcommon.metrics import record_request
 from symcommon.requests import (BIG_ANSWER_FRAMES, BIG_BODY_BYTES, DebugRequest, Job, Limits, RequestError,
@@ -74,6 +75,30 @@ class CompressedAnswers(tornado.web.GZipContentEncoding):
         self._gzipping = accepts_gzip(request.headers.get("Accept-Encoding", ""))
 
 
+def cors_headers(settings: dict[str, Any]) -> list[tuple[str, str]]:
+    """Browsers (the Firefox Profiler) call SymServer's API from other origins. The DiskCache
+    is no browser API: it sends no CORS headers, so pages cannot read it."""
+    if settings.get("cors"):
+        return [("Access-Control-Allow-Origin", "*"), ("Access-Control-Expose-Headers", "X-Request-Id")]
+    return []
+
+
+def request_id(headers: tornado.httputil.HTTPHeaders) -> str:
+    """The client's ``X-Request-Id`` when it is a short plain token, else a new one."""
+    given = headers.get("X-Request-Id", "")
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+
+
+def decode_body(body: bytes, limits: Limits) -> Any:
+    """A request body's JSON; raises :class:`RequestError` or :class:`ApiError` (400)."""
+    # Counted before decoding: decoding cannot be interrupted or moved off the loop.
+    check_body_counts(body, limits)
+    try:
+        return jsonio.loads(body)
+    except jsonio.JsonError as error:
+        raise ApiError(400, str(error)) from None
+
+
 class ApiError(Exception):
     """Answer the request with ``status`` and ``{"error": message}``."""
 
@@ -97,17 +122,13 @@ class JsonHandler(tornado.web.RequestHandler):
     _body_read = False
 
     def set_default_headers(self) -> None:
-        # Browsers (the Firefox Profiler) call SymServer's API from other origins. The
-        # DiskCache is no browser API: it sends no CORS headers, so pages cannot read it.
-        if self.settings.get("cors"):
-            self.set_header("Access-Control-Allow-Origin", "*")
-            self.set_header("Access-Control-Expose-Headers", "X-Request-Id")
+        for name, value in cors_headers(self.settings):
+            self.set_header(name, value)
 
     def prepare(self) -> None:
         self.application.settings.setdefault("active_requests", [0])[0] += 1
         self._counted = True
-        given = self.request.headers.get("X-Request-Id", "")
-        self.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+        self.request_id = request_id(self.request.headers)
         self.set_header("X-Request-Id", self.request_id)
         self._chunks: list[bytes] = []
         self._body_bytes = 0
@@ -141,10 +162,14 @@ class JsonHandler(tornado.web.RequestHandler):
             self.application.settings["active_requests"][0] -= 1
             self._counted = False
 
-    def write_json(self, value: Any, status: int = 200, compact: bool = True) -> None:
+    def write_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
+        self.finish_json(jsonio.dumps(value))
+
+    def finish_json(self, payload: bytes) -> None:
+        """Answer with JSON already encoded."""
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(jsonio.dumps(value, compact=compact))
+        self.finish(payload)
 
     def json_body(self) -> Any:
         self._body_read = True
@@ -152,12 +177,7 @@ class JsonHandler(tornado.web.RequestHandler):
             raise ApiError(413, self._too_large_message())
         body = b"".join(self._chunks)
         self._chunks = []  # one copy of a big body is enough
-        # Counted before decoding: decoding cannot be interrupted or moved off the loop.
-        check_body_counts(body, self.settings["limits"])
-        try:
-            return jsonio.loads(body)
-        except jsonio.JsonError as error:
-            raise ApiError(400, str(error)) from None
+        return decode_body(body, self.settings["limits"])
 
     async def v5_jobs(self) -> list[Job]:
         """The request's v5 jobs, validated; a big body off the event loop."""
@@ -173,8 +193,7 @@ class JsonHandler(tornado.web.RequestHandler):
             payload = await asyncio.to_thread(render, *args)
         else:
             payload = render(*args)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(payload)
+        self.finish_json(payload)
 
     def is_loopback_peer(self) -> bool:
         """Whether the TCP peer is this machine (headers such as X-Forwarded-For never count)."""
@@ -274,9 +293,10 @@ class OriginalProtocolHandler(JsonHandler):
             self.write_json(await self.debug_action(debug))
             return
         version, job = parse_v4(body, self.default_version, self.settings["limits"])
-        self.write_json(await self.v4_answer(job, version), compact=False)
+        self.finish_json(await self.v4_answer(job, version))
 
-    async def v4_answer(self, job: Job, version: int) -> Any:
+    async def v4_answer(self, job: Job, version: int) -> bytes:
+        """The answer's JSON, with the original server's spacing (``responses.v4_body``)."""
         raise NotImplementedError
 
     async def debug_action(self, request: DebugRequest) -> dict[str, Any]:
@@ -368,20 +388,41 @@ def protocol_application(section: dict[str, Any], v4: type, v5: type, heartbeat:
     )
 
 
-def wants_debug(request: Any) -> bool:
+def wants_debug(headers: tornado.httputil.HTTPHeaders) -> bool:
     """Whether the client sent the ``Debug: true`` header (timings and cache figures wanted)."""
-    return request.headers.get("Debug", "").strip().lower() == "true"
+    return headers.get("Debug", "").strip().lower() == "true"
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """One line per request: id, method, path, status, time; and the request metrics."""
-    status = handler.get_status()
-    record_request(handler.application.settings, handler.request.path, handler.request.method or "",
-                   status, handler.request.request_time())
+    log_request_line(handler.application.settings, getattr(handler, "request_id", "-"),
+                     handler.request.method or "", handler.request.path, handler.get_status(),
+                     handler.request.request_time())
+
+
+def log_request_line(settings: dict[str, Any], request_id: str, method: str, path: str, status: int,
+                     seconds: float) -> None:
+    """:func:`log_request` for a request answered by the warm lane, and for the handlers."""
+    record_request(settings, path, method, status, seconds)
     level = logging.INFO if status < 500 else logging.ERROR
-    log.log(level, "request id=%s %s %s %d %.1fms",
-            getattr(handler, "request_id", "-"), handler.request.method,
-            printable(handler.request.path, 100), status, 1000 * handler.request.request_time())
+    log.log(level, "request id=%s %s %s %d %.1fms", request_id, method, printable(path, 100), status,
+            1000 * seconds)
+
+
+#: The API paths whose POSTs the warm lane (``warm_answer`` in the settings) sees first.
+WARM_LANE_PATHS = {"/", "/symbolicate/v4", "/symbolicate/v5"}
+
+
+def warm_lane(app: tornado.web.Application) -> WarmLane | tornado.web.Application:
+    """What the HTTP server should hand requests to: the warm lane in front of ``app`` when
+    the server gave one (``warm_answer``), else ``app``."""
+    answer = app.settings.get("warm_answer")
+    if answer is None:
+        return app
+    settings = app.settings
+    return WarmLane(app, WARM_LANE_PATHS, answer,
+                    lambda headers: [*cors_headers(settings), ("X-Request-Id", request_id(headers))],
+                    accepts_gzip, log_request_line, CompressedAnswers.GZIP_LEVEL)
 
 
 def write_pidfile(path: Path) -> None:
@@ -411,7 +452,7 @@ async def serve(app: tornado.web.Application, port: int, *, name: str,
         log.warning("maxConnections %d is more than the descriptor limit (%d) allows: using %d",
                     limits.max_connections, descriptors, cap)
     # Handlers enforce the configured body limit themselves, with a JSON 413.
-    server = GuardedHTTPServer(app, xheaders=False, max_body_size=1 << 40, limits=limits,
+    server = GuardedHTTPServer(warm_lane(app), xheaders=False, max_body_size=1 << 40, limits=limits,
                                max_connections=cap)
     if sockets is not None:
         server.add_sockets(sockets)

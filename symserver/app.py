@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import tornado.web
+from tornado.httputil import HTTPHeaders
 
 from symcommon import requests as api
-from symcommon.responses import v4_response, v5_body
+from symcommon.requests import BIG_ANSWER_FRAMES, frame_total
+from symcommon.responses import v4_body, v4_body_rendered, v5_body, v5_body_rendered
 from symcommon.prefork import SharedState
-from symcommon.web import ApiError, JsonHandler, OriginalProtocolHandler, protocol_application, wants_debug
+from symcommon.web import (ApiError, JsonHandler, OriginalProtocolHandler, decode_body, protocol_application,
+                           wants_debug)
 from symserver.diskcache_client import DiskCacheUnavailable
 from symserver.framecache import frame_key
 from symserver.symbolicate import Outcome, Symbolicator, frame_key_of
@@ -49,13 +52,13 @@ class SymServerHandler(JsonHandler):
 
 
 class V4Handler(OriginalProtocolHandler, SymServerHandler):
-    async def v4_answer(self, job: api.Job, version: int) -> Any:
+    async def v4_answer(self, job: api.Job, version: int) -> bytes:
         outcome = await self.symbolicate([job])
         hits = None
         if self.state.output_cache_hits:
             hits = [[index >= 0 and frame_key_of(job.memory_map[index].module, offset) in outcome.cache_hits
                      for index, offset in stack] for stack in job.stacks]
-        return v4_response(job, outcome.answers[0], version, hits)
+        return v4_body(job, outcome.answers[0], version, hits)
 
     async def debug_action(self, request: api.DebugRequest) -> dict[str, Any]:
         if request.action == "outputCacheHits":
@@ -72,7 +75,7 @@ class V4Handler(OriginalProtocolHandler, SymServerHandler):
 class V5Handler(SymServerHandler):
     async def post(self) -> None:
         jobs = await self.v5_jobs()
-        debug = wants_debug(self.request)
+        debug = wants_debug(self.request.headers)
         outcome = await self.symbolicate(jobs, debug)
         extra = {"debug": dict(outcome.debug(), seconds=round(self.request.request_time(), 4))} if debug else None
         await self.finish_rendered(jobs, v5_body, jobs, outcome.answers, extra)
@@ -112,9 +115,41 @@ class UiHandler(tornado.web.RequestHandler):
         self.finish(self.page)
 
 
+def warm_answer(symbolicator: Symbolicator, state: SymServerState,
+                limits: api.Limits) -> Callable[[str, bytes, HTTPHeaders], bytes | None]:
+    """The warm lane's answer (see :mod:`symcommon.fastlane`): a v3/v4/v5 request whose every
+    frame is in the recent-frames LRU, answered from it; None for anything else (a debug
+    request or header, ``outputCacheHits``, a frame not warm, an invalid or big request),
+    which the handlers above then answer."""
+
+    def answer(path: str, body: bytes, headers: HTTPHeaders) -> bytes | None:
+        try:
+            value = decode_body(body, limits)
+            if path == "/symbolicate/v5":
+                if wants_debug(headers):
+                    return None
+                jobs = api.parse_v5(value, limits)
+                if frame_total(jobs) > BIG_ANSWER_FRAMES:
+                    return None
+                warm = symbolicator.warm_jobs(jobs)
+                return None if warm is None else v5_body_rendered(jobs, warm)
+            if state.output_cache_hits or api.parse_debug(value) is not None:
+                return None
+            version, job = api.parse_v4(value, None if path == "/" else 4, limits)
+            if frame_total([job]) > BIG_ANSWER_FRAMES:
+                return None
+            warm = symbolicator.warm_jobs([job])
+            return None if warm is None else v4_body_rendered(job, warm[0], version)
+        except (api.RequestError, ApiError):
+            return None  # the handlers word the error
+    return answer
+
+
 def make_app(section: dict[str, Any], symbolicator: Symbolicator,
              shared: SharedState | None = None) -> tornado.web.Application:
+    state = SymServerState(shared or SharedState())
+    limits = api.Limits.from_section(section)
     return protocol_application(section, V4Handler, V5Handler, HeartbeatHandler,
                                 extra_routes=[(r"/ui", UiHandler)], cors=True,
-                                symbolicator=symbolicator, state=SymServerState(shared or SharedState()),
-                                metrics=symbolicator.metrics)
+                                symbolicator=symbolicator, state=state, metrics=symbolicator.metrics,
+                                warm_answer=warm_answer(symbolicator, state, limits))

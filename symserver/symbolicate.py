@@ -15,21 +15,23 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from symcommon.frames import FrameInfo
 from symcommon.metrics import Metrics
 from symcommon.modules import ModuleId
 from symcommon.requests import BIG_ANSWER_FRAMES, Job
-from symcommon.responses import JobAnswers, ModuleAnswer, bound_answers
+from symcommon.responses import JobAnswers, ModuleAnswer, bound_answers, rendered_frame
 from symserver.diskcache_client import DiskCacheDown, DiskCacheUnavailable
-from symcommon.recentframes import RecentFrames
+from symcommon.recentframes import ENTRY_RENDERED, ENTRY_SIZE, RecentFrames
 from symserver.framecache import CachedFrame, FrameCache, frame_key
 from symserver.sharding import DiskCacheFleet
 
 log = logging.getLogger("symserver.symbolicate")
 
 Lookup = tuple[ModuleId, int]
+_INDEX, _SYMBOL = itemgetter(0), itemgetter(1)  # of a frame (index, offset); of a CachedFrame (code file, symbol)
 FrameKey = tuple[str, int]  # (str(module), offset): how the in-process tier and cacheHits know a frame
 
 
@@ -71,10 +73,13 @@ class Symbolicator:
         self.frames = frames
         self.max_answer_bytes = max_answer_bytes
         self.recent = recent if recent is not None else RecentFrames(0, 0)
+        self.recent.render = render_cached_frame  # what warm_stacks hands out
         self.diskcache = diskcache
         metrics = metrics or Metrics("symserver")
         self.metrics = metrics
         self._recent_hits = metrics.counter("recent_frames_hits", "Frames answered from the in-process LRU")
+        self.warm_requests = metrics.counter(
+            "warm_lane_requests", "Requests answered whole from the in-process LRU by the warm lane")
         metrics.gauge("recent_frames_entries", "Frames in the in-process LRU", lambda: len(self.recent))
         self._hits = metrics.counter("memcached_hits", "Frames answered from memcached")
         self._misses = metrics.counter("memcached_misses", "Frames memcached did not have")
@@ -84,6 +89,52 @@ class Symbolicator:
             "diskcache_failovers", "Requests a DiskCache refused or dropped, sent to the next one", ["server"])
         metrics.gauge("diskcaches_up", "DiskCaches not marked down", lambda: diskcache.up_count())
 
+    def warm_stacks(self, job: Job) -> list[list[tuple[bytes, bytes]]] | None:
+        """Each stack's frames as :func:`~symcommon.responses.rendered_frame` encoded them,
+        when every frame is in the recent-frames LRU's young generation, belongs to a module
+        and the answer needs no shortening; else None (:meth:`symbolicate` answers it).
+
+        The warm path of a request: a stack of one module is one ``map`` of a dict's ``get``
+        over its offsets, in C; the rest is a few passes in C too.
+        """
+        if job.columns is None:
+            return None
+        names = [str(entry.module) for entry in job.memory_map]
+        stacks = []
+        frames = 0
+        for indexes, offsets in job.columns:
+            if not indexes:
+                stacks.append([])
+                continue
+            used = set(indexes)
+            if min(used) < 0:
+                return None
+            if len(used) == 1:
+                entries = self.recent.young_entries(names[indexes[0]], offsets)
+            else:
+                entries = self.recent.young_entries_each([names[index] for index in indexes], offsets)
+            if entries is None:
+                return None
+            frames += len(entries)
+            stacks.append(entries)
+        # The answer's names fit in maxAnswerMB (an entry's size counts more than its names)?
+        if frames * self.recent.largest_young() > self.max_answer_bytes and \
+                sum(sum(map(ENTRY_SIZE, entries)) for entries in stacks) > self.max_answer_bytes:
+            return None
+        return [list(map(ENTRY_RENDERED, entries)) for entries in stacks]
+
+    def warm_jobs(self, jobs: list[Job]) -> list[list[list[tuple[bytes, bytes]]]] | None:
+        """:meth:`warm_stacks` of every job, or None if one is not warm; counted when answered."""
+        answers = []
+        for job in jobs:
+            stacks = self.warm_stacks(job)
+            if stacks is None:
+                return None
+            answers.append(stacks)
+        self.warm_requests.inc()
+        self._recent_hits.inc(sum(map(len, (stack for stacks in answers for stack in stacks))))
+        return answers
+
     async def symbolicate(self, jobs: list[Job], request_id: str, debug: bool = False) -> Outcome:
         """Raises :class:`DiskCacheUnavailable` when misses cannot be looked up."""
         # Frames are keyed by (module name, offset): a str and an int hash in C, which matters
@@ -92,12 +143,11 @@ class Symbolicator:
         job_frames = []
         for job in jobs:
             names = [str(entry.module) for entry in job.memory_map]
+            modules = [entry.module for entry in job.memory_map]
             frames = job.frames()
             job_frames.append((names, frames))
-            for index, offset in frames:
-                key = (names[index], offset)
-                if key not in wanted:
-                    wanted[key] = (job.memory_map[index].module, offset)
+            # (a key asked twice maps to equal values, so overwriting is harmless)
+            wanted.update({(names[index], offset): (modules[index], offset) for index, offset in frames})
         found: dict[FrameKey, CachedFrame] = self.recent.get_many(wanted)
         self._recent_hits.inc(len(found))
         memcached_keys = {key: frame_key(*lookup) for key, lookup in wanted.items() if key not in found}
@@ -214,6 +264,12 @@ class Symbolicator:
         return fresh
 
 
+def render_cached_frame(key: FrameKey, value: CachedFrame) -> tuple[bytes, bytes]:
+    """What the recent-frames LRU keeps beside a frame for :meth:`Symbolicator.warm_stacks`."""
+    debug_file = key[0].rpartition("/")[0]  # the key's module is "debug_file/debug_id"
+    return rendered_frame(debug_file, value[0], key[1], value[1])
+
+
 def _job_answers(jobs: list[Job], job_frames: list[tuple[list[str], set[tuple[int, int]]]],
                  found: dict[FrameKey, CachedFrame], unasked: set[str], shortened: set[FrameKey],
                  max_answer_bytes: int) -> list[JobAnswers]:
@@ -223,16 +279,23 @@ def _job_answers(jobs: list[Job], job_frames: list[tuple[list[str], set[tuple[in
     for names, frames in job_frames:
         answers = JobAnswers()
         modules, symbols = answers.modules, answers.symbols
-        for frame in frames:
-            value = found.get((names[frame[0]], frame[1]))
-            if value is not None:
-                if frame[0] not in modules:
-                    modules[frame[0]] = ModuleAnswer(True, value[0])
-                symbols[frame] = value[1]
-                if shortened and (names[frame[0]], frame[1]) in shortened:
-                    answers.shortened.add(frame)
-            elif names[frame[0]] not in unasked:  # a found module has a value for every frame
-                modules.setdefault(frame[0], ModuleAnswer(False))
+        frames = list(frames)
+        values = list(map(found.get, [(names[index], offset) for index, offset in frames]))
+        if None not in values:  # the usual case: every frame was found
+            symbols.update(zip(frames, map(_SYMBOL, values)))
+            # each module's first frame names its code file (reversed: the first one is set last)
+            first = dict(zip(map(_INDEX, reversed(frames)), reversed(values)))
+            modules.update({index: ModuleAnswer(True, value[0]) for index, value in first.items()})
+        else:
+            for frame, value in zip(frames, values):
+                if value is not None:
+                    if frame[0] not in modules:
+                        modules[frame[0]] = ModuleAnswer(True, value[0])
+                    symbols[frame] = value[1]
+                elif names[frame[0]] not in unasked:  # a found module has a value for every frame
+                    modules.setdefault(frame[0], ModuleAnswer(False))
+        if shortened:
+            answers.shortened.update(frame for frame in frames if (names[frame[0]], frame[1]) in shortened)
         result.append(answers)
     bound_answers(jobs, result, max_answer_bytes)
     return result
