@@ -25,6 +25,10 @@ from diskcache.symfile import FuncBlock, parse_func_block
 from symcommon.frames import FrameInfo, InlineFrame
 
 PAGE_CACHE_SIZE = 16  # inflated 64 KiB pages kept per sorted table: about 1 MB
+#: The FILE and INLINE_ORIGIN tables are read at random (each function names its own files),
+#: so they keep more pages: all of them for a module up to a few hundred MB (the 74 MB
+#: module's are 45 and 36 pages; at 16, a cold batch of 3,000 lookups inflated 2,900).
+NAME_PAGE_CACHE_SIZE = 128
 _tokens = itertools.count(1)
 BLOCK_CACHE_SIZE = 512
 NAME_CACHE_SIZE = 4096
@@ -38,14 +42,15 @@ class ByteLRU:
     Entry counts alone do not bound memory once names can be 64 KiB: 4096 file names of a
     table could hold 256 MB, and the DiskCache keeps hundreds of tables open.  All their
     pages, FUNC blocks and names are charged here instead; lookups run in threads, hence
-    the lock.
+    the lock.  A key is ``(owner, argument)``; each owner's keys are kept in use order too,
+    so an owner at its own entry cap gives up its oldest entry (see :meth:`put`).
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._entries: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
-        self._owned: dict[Any, set[Any]] = {}
+        self._owned: dict[Any, OrderedDict[Any, None]] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Any) -> Any:
@@ -54,21 +59,32 @@ class ByteLRU:
             if entry is None:
                 return None
             self._entries.move_to_end(key)
+            self._owned[key[0]].move_to_end(key)
             return entry[0]
 
-    def put(self, owner: Any, key: Any, value: Any, size: int) -> None:
+    def put(self, owner: Any, key: Any, value: Any, size: int, max_entries: int | None = None) -> None:
+        """Keep ``value``; ``max_entries``: the most ``owner`` may hold, its least recently
+        used entry is dropped to make room (a cache that refused new entries at its cap kept
+        its first 16 pages for good and inflated every later page at every lookup)."""
         with self._lock:
             if key in self._entries or size > self.max_bytes:
                 return
+            owned = self._owned.get(owner)
+            if owned is None:
+                owned = self._owned[owner] = OrderedDict()
+            elif max_entries is not None and len(owned) >= max_entries:
+                oldest = next(iter(owned))
+                del owned[oldest]
+                self.bytes -= self._entries.pop(oldest)[1]
             self._entries[key] = (value, size)
-            self._owned.setdefault(owner, set()).add(key)
+            owned[key] = None
             self.bytes += size
             while self.bytes > self.max_bytes:
                 old_key, (_, old_size) = self._entries.popitem(last=False)
                 self.bytes -= old_size
                 owned = self._owned.get(old_key[0])
                 if owned is not None:
-                    owned.discard(old_key)
+                    owned.pop(old_key, None)
                     if not owned:
                         del self._owned[old_key[0]]
 
@@ -99,8 +115,8 @@ class _Cached:
         value = self._lru.get(key)
         if value is None:
             value = self._function(argument)
-            if value is not None and self._lru.count(self._owner) < self._max_entries:
-                self._lru.put(self._owner, key, value, self._size(value))
+            if value is not None:
+                self._lru.put(self._owner, key, value, self._size(value), self._max_entries)
         return value
 
     def cache_clear(self) -> None:
@@ -122,7 +138,8 @@ def _block_size(value: tuple[str, Any]) -> int:
 class _SortedTable:
     """One sorted u64 -> bytes table of the file: its index inflated, its pages in the map."""
 
-    def __init__(self, view: memoryview, entry: dict[str, Any], limit: int, lru: ByteLRU) -> None:
+    def __init__(self, view: memoryview, entry: dict[str, Any], limit: int, lru: ByteLRU,
+                 cached_pages: int = PAGE_CACHE_SIZE) -> None:
         try:
             count = int(entry["count"])
             page_count = int(entry["page_count"])
@@ -149,7 +166,7 @@ class _SortedTable:
         if count and max(pages) >= page_count:
             raise fmt.TableFormatError("value in a page that does not exist")
         self._view = view
-        self._page = _Cached(self._inflate, lru, lambda page: 64 + len(page), PAGE_CACHE_SIZE)
+        self._page = _Cached(self._inflate, lru, lambda page: 64 + len(page), cached_pages)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -260,7 +277,8 @@ class SymbolTable:
             self.stats: dict[str, Any] = directory.get("stats", {})
             #: the identity (path, size, mtime_ns) of the local file the table was made from
             self.source: dict[str, Any] | None = directory.get("source")
-            tables = {name: _SortedTable(view, directory["tables"][name], dir_offset, lru)
+            tables = {name: _SortedTable(view, directory["tables"][name], dir_offset, lru,
+                                         NAME_PAGE_CACHE_SIZE if name in ("files", "origins") else PAGE_CACHE_SIZE)
                       for name in fmt.TABLE_NAMES}
         except (ValueError, KeyError, TypeError) as error:
             raise fmt.TableFormatError(f"bad directory: {error}") from error
