@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from diskcache import tableformat as fmt
 from diskcache.lru import open_existing
-from diskcache.symfile import FuncBlock, parse_func_block
+from diskcache.symfile import BlockColumns, func_block_columns
 from symcommon.frames import FrameInfo, InlineFrame
 
 PAGE_CACHE_SIZE = 16  # inflated 64 KiB pages kept per sorted table: about 1 MB
@@ -126,13 +126,18 @@ class _Cached:
         return SimpleNamespace(currsize=self._lru.count(self._owner))
 
 
+def _page_size(value: tuple[bytes, array | None]) -> int:
+    data, starts = value
+    return 64 + len(data) + (0 if starts is None else 4 * len(starts))
+
+
 def _name_size(name: str | None) -> int:
     return 64 + len(name or "")
 
 
-def _block_size(value: tuple[str, Any]) -> int:
+def _block_size(value: tuple[str, BlockColumns]) -> int:
     name, block = value
-    return 200 + len(name) + 100 * (len(block.line_starts) + len(block.inlines))
+    return 200 + len(name) + 150 * len(block.starts) + 200 * len(block.inlines)
 
 
 class _SortedTable:
@@ -166,22 +171,32 @@ class _SortedTable:
         if count and max(pages) >= page_count:
             raise fmt.TableFormatError("value in a page that does not exist")
         self._view = view
-        self._page = _Cached(self._inflate, lru, lambda page: 64 + len(page), cached_pages)
+        self._page = _Cached(self._inflate, lru, _page_size, cached_pages)
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def _inflate(self, page: int) -> bytes:
+    def _inflate(self, page: int) -> tuple[bytes, array | None]:
+        """The page's bytes and, in a contiguous table, where each of its values starts
+        (summed once per page: summing the lengths before a value at each lookup cost a FILE
+        name lookup 1-2 µs, a name page holding hundreds of values)."""
         start, end = self._spans[2 * page], self._spans[2 * page + 1]
-        return fmt.decompress(self._view[start:end])
+        data = fmt.decompress(self._view[start:end])
+        if self._page_first is None:
+            return data, None
+        first = self._page_first[page]
+        last = self._page_first[page + 1] if page + 1 < len(self._page_first) else len(self._lengths)
+        return data, array("I", itertools.accumulate(self._lengths[first:last], initial=0))
 
     def value(self, index: int) -> bytes:
         if self._page_first is not None:
             page = bisect_right(self._page_first, index) - 1
-            start = sum(self._lengths[self._page_first[page]:index])
+            data, starts = self._page(page)
+            start = starts[index - self._page_first[page]]
         else:
             page, start = self._pages[index], self._starts[index]  # type: ignore[index]
-        return self._page(page)[start:start + self._lengths[index]]
+            data = self._page(page)[0]
+        return data[start:start + self._lengths[index]]
 
     def floor(self, key: int) -> int:
         """Index of the greatest key <= ``key``, or -1."""
@@ -326,9 +341,9 @@ class SymbolTable:
             return None if value is None else value.decode("utf-8", "replace")
         return lookup
 
-    def _parse_block(self, index: int) -> tuple[str, FuncBlock]:
+    def _parse_block(self, index: int) -> tuple[str, BlockColumns]:
         name, _, block = self._funcs.value(index).partition(b"\n")
-        return name.decode("utf-8", "replace"), parse_func_block(block)
+        return name.decode("utf-8", "replace"), func_block_columns(block)
 
     def lookup(self, offset: int) -> FrameInfo | None:
         """The symbol for a module offset, by the Breakpad rule (see the README)."""
@@ -351,12 +366,10 @@ class SymbolTable:
     def _in_function(self, index: int, address: int, size: int, offset: int) -> FrameInfo:
         name, block = self._block(index)
         file = line = None
-        at = bisect_right(block.line_starts, offset) - 1
-        if at >= 0:
-            end, line_number, file_number = block.line_records[at]
-            if offset < end:
-                file = self._file_name(file_number)
-                line = line_number if file is not None else None
+        at = bisect_right(block.starts, offset) - 1
+        if at >= 0 and offset < block.ends[at]:
+            file = self._file_name(int(block.files[at]))
+            line = int(block.lines[at]) if file is not None else None
         chain = self._inline_chain(block, offset)
         if not chain:
             return FrameInfo(name, offset - address, size, file, line)
@@ -375,7 +388,7 @@ class SymbolTable:
             line = record.call_line if file is not None else None
         return FrameInfo(name, offset - address, size, file, line, tuple(inlines))
 
-    def _inline_chain(self, block: FuncBlock, offset: int) -> list[tuple[Any, str]]:
+    def _inline_chain(self, block: BlockColumns, offset: int) -> list[tuple[Any, str]]:
         if not block.inlines:
             return []
         by_depth: dict[int, Any] = {}
