@@ -42,15 +42,15 @@ class ByteLRU:
     Entry counts alone do not bound memory once names can be 64 KiB: 4096 file names of a
     table could hold 256 MB, and the DiskCache keeps hundreds of tables open.  All their
     pages, FUNC blocks and names are charged here instead; lookups run in threads, hence
-    the lock.  A key is ``(owner, argument)``; each owner's keys are kept in use order too,
-    so an owner at its own entry cap gives up its oldest entry (see :meth:`put`).
+    the lock.  A key is ``(owner, argument)``; each owner's keys are also kept in the order
+    they came, so an owner at its own entry cap gives up its oldest entry (see :meth:`put`).
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._entries: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
-        self._owned: dict[Any, OrderedDict[Any, None]] = {}
+        self._owned: dict[Any, dict[Any, None]] = {}  # per owner, its keys oldest first
         self._lock = threading.Lock()
 
     def get(self, key: Any) -> Any:
@@ -59,19 +59,20 @@ class ByteLRU:
             if entry is None:
                 return None
             self._entries.move_to_end(key)
-            self._owned[key[0]].move_to_end(key)
             return entry[0]
 
     def put(self, owner: Any, key: Any, value: Any, size: int, max_entries: int | None = None) -> None:
-        """Keep ``value``; ``max_entries``: the most ``owner`` may hold, its least recently
-        used entry is dropped to make room (a cache that refused new entries at its cap kept
-        its first 16 pages for good and inflated every later page at every lookup)."""
+        """Keep ``value``; ``max_entries``: the most ``owner`` may hold, its oldest entry is
+        dropped to make room (a cache that refused new entries at its cap kept its first 16
+        pages for good and inflated every later page at every lookup).  Oldest, not least
+        recently used: keeping each owner's use order too made every hit slower, and what
+        reaches a cap is a batch moving through a table in address order."""
         with self._lock:
             if key in self._entries or size > self.max_bytes:
                 return
             owned = self._owned.get(owner)
             if owned is None:
-                owned = self._owned[owner] = OrderedDict()
+                owned = self._owned[owner] = {}
             elif max_entries is not None and len(owned) >= max_entries:
                 oldest = next(iter(owned))
                 del owned[oldest]
@@ -112,11 +113,15 @@ class _Cached:
 
     def __call__(self, argument: Any) -> Any:
         key = (self._owner, argument)
-        value = self._lru.get(key)
-        if value is None:
-            value = self._function(argument)
-            if value is not None:
-                self._lru.put(self._owner, key, value, self._size(value), self._max_entries)
+        lru = self._lru
+        with lru._lock:  # ByteLRU.get, without a call: this is every lookup's path
+            entry = lru._entries.get(key)
+            if entry is not None:
+                lru._entries.move_to_end(key)
+                return entry[0]
+        value = self._function(argument)
+        if value is not None:
+            lru.put(self._owner, key, value, self._size(value), self._max_entries)
         return value
 
     def cache_clear(self) -> None:
