@@ -50,7 +50,9 @@ class ByteLRU:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._entries: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
-        self._owned: dict[Any, dict[Any, None]] = {}  # per owner, its keys oldest first
+        # per owner, its keys oldest first (an OrderedDict: taking the first key of a dict
+        # whose first keys were deleted steps over their empty slots, 1-2 us at a cap of 512)
+        self._owned: dict[Any, OrderedDict[Any, None]] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Any) -> Any:
@@ -72,10 +74,9 @@ class ByteLRU:
                 return
             owned = self._owned.get(owner)
             if owned is None:
-                owned = self._owned[owner] = {}
+                owned = self._owned[owner] = OrderedDict()
             elif max_entries is not None and len(owned) >= max_entries:
-                oldest = next(iter(owned))
-                del owned[oldest]
+                oldest = owned.popitem(last=False)[0]
                 self.bytes -= self._entries.pop(oldest)[1]
             self._entries[key] = (value, size)
             owned[key] = None
