@@ -33,8 +33,8 @@ import time
 from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from itertools import islice
-from operator import le
+from itertools import islice, repeat
+from operator import and_, le, lshift, or_, rshift
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable
 
@@ -123,10 +123,10 @@ class RawIndex:
     path: Path
     size: int
     module: dict[str, Any]
-    func_keys: array = field(default_factory=lambda: array("Q"))
+    func_keys: array = field(default_factory=lambda: array("I"))
     func_sizes: array = field(default_factory=lambda: array("I"))
     func_lines: array = field(default_factory=lambda: array("I"))
-    public_keys: array = field(default_factory=lambda: array("Q"))
+    public_keys: array = field(default_factory=lambda: array("I"))
     public_lines: array = field(default_factory=lambda: array("I"))
     #: (start, end) file offsets of the stretches holding FILE and INLINE_ORIGIN lines
     name_ranges: list[tuple[int, int]] = field(default_factory=list)
@@ -147,42 +147,48 @@ class _Scan:
         self.header = _Parser(_Writer())  # MODULE and INFO lines go through it, in file order
         self.lines = _Parser(_Writer())  # FUNC and PUBLIC lines not in the strict form
 
-    def buffer(self, buffer: bytes, base: int) -> None:
-        """Index ``buffer`` (a newline, whole lines, a newline at the end), whose byte ``i``
-        is the file's byte ``base + i``."""
-        for start in range(0, len(buffer) - LONG_WINDOW + 1, LONG_WINDOW):
+    def _extend(self, name: str, values: list[int]) -> None:
+        """Append to one of the index's columns, widened to 64 bits by the first value that
+        needs it (addresses and sizes of real modules fit 32)."""
+        column = getattr(self.index, name)
+        if column.typecode == "I" and values and max(values) >= 1 << 32:
+            column = array("Q", column)
+            setattr(self.index, name, column)
+        column.extend(values)
+
+    def buffer(self, buffer: bytearray, base: int, length: int) -> None:
+        """Index ``buffer[:length]`` (a newline, whole lines, a newline at the end), whose
+        byte ``i`` is the file's byte ``base + i``."""
+        for start in range(0, length - LONG_WINDOW + 1, LONG_WINDOW):
             if buffer.find(b"\n", start, start + LONG_WINDOW) < 0:
                 raise NeedsTable("a line of more than %d bytes" % LONG_WINDOW)
         index = self.index
         found = [(match.start(), match.lastindex, match[2], match[3], match[5], match.end())
-                 for match in _LINES.finditer(buffer)]
+                 for match in _LINES.finditer(buffer, 0, length)]
         base += 1  # a match starts at the newline before its line
         kinds = {kind for _, kind, _, _, _, _ in found}
         if _OTHER_FUNC in kinds:
-            funcs = self._each_line(buffer, b"FUNC")
-            index.func_keys.extend([address for _, address, _ in funcs])
-            sizes = [size for _, _, size in funcs]
+            funcs = self._each_line(buffer, length, b"FUNC")
+            self._extend("func_keys", [address for _, address, _ in funcs])
+            self._extend("func_sizes", [size for _, _, size in funcs])
         else:
             funcs = [(at, address, size) for at, kind, address, size, _, _ in found if kind == _STRICT_FUNC]
-            index.func_keys.extend([int(address, 16) for _, address, _ in funcs])
-            sizes = [int(size, 16) for _, _, size in funcs]
+            self._extend("func_keys", [int(address, 16) for _, address, _ in funcs])
+            self._extend("func_sizes", [int(size, 16) for _, _, size in funcs])
         index.func_lines.extend([base + at for at, _, _ in funcs])
-        if index.func_sizes.typecode == "I" and sizes and max(sizes) >= 1 << 32:
-            index.func_sizes = array("Q", index.func_sizes)
-        index.func_sizes.extend(sizes)
         if _OTHER_PUBLIC in kinds:
-            publics = self._each_line(buffer, b"PUBLIC")
-            index.public_keys.extend([address for _, address, _ in publics])
+            publics = self._each_line(buffer, length, b"PUBLIC")
+            self._extend("public_keys", [address for _, address, _ in publics])
         else:
             publics = [(at, address, None) for at, kind, _, _, address, _ in found if kind == _STRICT_PUBLIC]
-            index.public_keys.extend([int(address, 16) for _, address, _ in publics])
+            self._extend("public_keys", [int(address, 16) for _, address, _ in publics])
         index.public_lines.extend([base + at for at, _, _ in publics])
         if _NAME_RUN in kinds or _HEADER in kinds:
             for at, kind, _, _, _, end in found:
                 if kind == _NAME_RUN:
                     self._name_run(base + at - 1, base + end - 1)
                 elif kind == _HEADER:
-                    line = buffer[at + 1:buffer.index(b"\n", at + 1)]
+                    line = bytes(buffer[at + 1:buffer.index(b"\n", at + 1)])
                     self.header.record(line.partition(b" ")[0].rstrip(b"\r"), _strip_cr(line))
             if self.header.module is not None:
                 _check_module(self.header, self.expected)
@@ -196,13 +202,13 @@ class _Scan:
         else:
             ranges.append((start, end))
 
-    def _each_line(self, buffer: bytes, keyword: bytes) -> list[tuple[int, Any, Any]]:
+    def _each_line(self, buffer: bytearray, length: int, keyword: bytes) -> list[tuple[int, Any, Any]]:
         """Every ``keyword`` line of ``buffer``, read by the parser's ``record``."""
         found: list[tuple[int, Any, Any]] = []
         parser = self.lines
         publics = parser.writer.publics
-        for match in _ANY_LINE[keyword].finditer(buffer):
-            line = _strip_cr(match[0][1:])
+        for match in _ANY_LINE[keyword].finditer(buffer, 0, length):
+            line = _strip_cr(bytes(match[0][1:]))
             if keyword == b"FUNC":
                 parser.open_func = None
                 parser.record(keyword, line)
@@ -225,29 +231,34 @@ def scan(path: Path, expected_debug_id: str | None = None) -> RawIndex:
     with open(path, "rb") as text:
         size = _file_size(text)
         state = _Scan(path, size, expected_debug_id)
-        tail = b"\n"
-        base = -1  # the file offset of tail[0]; the first line is preceded by a virtual newline
-        first = True
+        # One buffer, reused: the unfinished last line moves to its front, the next read
+        # follows it (fresh 4 MB objects per read left a heap of twice the index).
+        buffer = bytearray(1 + LONG_WINDOW + CHUNK_BYTES + 1)
+        view = memoryview(buffer)
+        buffer[0] = ord("\n")  # the first line is preceded by a virtual newline
+        filled = 1
+        base = -1  # the file offset of buffer[0]
         while True:
-            chunk = text.read(CHUNK_BYTES)
-            if first:
-                if not chunk.startswith(b"MODULE "):
-                    raise NotASymbolFile("the file does not start with a MODULE record")
-                first = False
-            if not chunk:
-                if len(tail) > 1:  # the last line has no newline of its own
-                    state.buffer(tail + b"\n", base)
+            read = text.readinto(view[filled:filled + CHUNK_BYTES])
+            if base == -1 and not bytes(buffer[1:filled + read]).startswith(b"MODULE "):
+                raise NotASymbolFile("the file does not start with a MODULE record")
+            if not read:
+                if filled > 1:  # the last line has no newline of its own
+                    buffer[filled] = ord("\n")
+                    state.buffer(buffer, base, filled + 1)
                 break
-            last = chunk.rfind(b"\n")
+            end = filled + read
+            last = buffer.rfind(b"\n", filled, end)
             if last < 0:
-                tail += chunk
-                if len(tail) > LONG_WINDOW:
+                filled = end
+                if filled > LONG_WINDOW:
                     raise NeedsTable("a line of more than %d bytes" % LONG_WINDOW)
                 continue
-            buffer = b"".join((tail, memoryview(chunk)[:last + 1]))
-            state.buffer(buffer, base)
-            base += len(buffer) - 1
-            tail = chunk[last:]
+            state.buffer(buffer, base, last + 1)
+            buffer[:end - last] = buffer[last:end]
+            base += last
+            filled = end - last
+        view.release()
     header = state.header
     if header.module is None:
         raise NotASymbolFile("the MODULE record is malformed")
@@ -266,11 +277,17 @@ def _in_order(keys: array) -> bool:
     return all(map(le, keys, islice(keys, 1, None)))
 
 
-def _sort(keys: array, *columns: array) -> None:
-    """Sort the columns by ``keys`` in place, ties in file order (rare: files list FUNCs
-    and PUBLICs in address order; this costs a list of the indexes)."""
+def _sort(keys: array, lines: array, *columns: array) -> None:
+    """Sort the columns by ``keys`` in place, ties in file order (``lines``, the positions,
+    grow with it).  Keys and positions below 2**32 are sorted packed in one int each (one
+    list of ints at a time: 21 MB for a million records); else by a list of indexes."""
+    if not columns and len(keys) and max(keys) < 1 << 32 and max(lines) < 1 << 32:
+        packed = sorted(map(or_, map(lshift, keys, repeat(32)), lines))
+        keys[:] = array(keys.typecode, map(rshift, packed, repeat(32)))
+        lines[:] = array(lines.typecode, map(and_, packed, repeat(0xFFFFFFFF)))
+        return
     order = sorted(range(len(keys)), key=keys.__getitem__)
-    for column in (keys, *columns):
+    for column in (keys, lines, *columns):
         column[:] = array(column.typecode, map(column.__getitem__, order))
 
 
@@ -278,7 +295,7 @@ def _order(index: RawIndex) -> None:
     """Order the FUNCs and PUBLICs as the table writer does, and keep the FUNCs it keeps."""
     keys, sizes, lines = index.func_keys, index.func_sizes, index.func_lines
     if not _in_order(keys):
-        _sort(keys, sizes, lines)
+        _sort(keys, lines, sizes)
     if not (all(sizes) and all(map(le, map(int.__add__, keys, sizes), islice(keys, 1, None)))):
         kept, end = 0, 0
         for i in range(len(keys)):  # size 0 covers nothing; one starting inside the last kept is dropped
@@ -288,8 +305,7 @@ def _order(index: RawIndex) -> None:
                 kept += 1
                 end = key + size
         del keys[kept:], sizes[kept:], lines[kept:]
-    if not _in_order(index.public_keys):
-        _sort(index.public_keys, index.public_lines)
+    # PUBLICs are ordered only if many lookups need them (see _RawPublics.floor)
 
 
 class _LineReader:
@@ -357,21 +373,66 @@ class _RawFuncs:
         return name + b"\n" + block
 
 
+class _PackedKeys:
+    """``keys[public]`` for a PUBLIC named by its packed ``address << 32 | line position``."""
+
+    def __getitem__(self, packed: int) -> int:
+        return packed >> 32
+
+
 class _RawPublics:
-    """The PUBLICs, first in file order of each address winning (ties are sorted stably)."""
+    """The PUBLICs, first in file order of each address winning.  Most lookups land in a
+    FUNC and never ask for a PUBLIC, and files list PUBLICs in file order, often not in
+    address order.  PUBLICs not in order are not sorted whole: the first UNSORTED_LOOKUPS
+    lookups are C-level passes over the addresses; then runs of RUN_RECORDS (address,
+    position) pairs, packed in one int each, are sorted each on its own (a few MB, where
+    sorting all at once held a list of 21 MB for a 1 GB module) and a lookup bisects every
+    run.  A PUBLIC is then named by its packed pair (see :class:`_PackedKeys`)."""
+
+    UNSORTED_LOOKUPS = 16
+    RUN_RECORDS = 1 << 16
 
     def __init__(self, index: RawIndex, reader: _LineReader) -> None:
-        self.keys = index.public_keys
+        self.keys: Any = index.public_keys
+        self._addresses = index.public_keys
         self._lines = index.public_lines
         self._reader = reader
         self._parser = _Parser(_Writer())
+        self._packed = not _in_order(self._addresses)
+        self._runs: list[array] | None = None
+        self._lookups = 0
+        if self._packed:
+            if (len(self._addresses) and max(self._addresses) >= 1 << 32) or max(self._lines, default=0) >= 1 << 32:
+                _sort(self._addresses, self._lines)  # (beyond 32 bits: sorted whole, ties in file order)
+                self._packed = False
+            else:
+                self.keys = _PackedKeys()
 
     def floor(self, key: int) -> int:
-        found = bisect_right(self.keys, key) - 1
-        return bisect_left(self.keys, self.keys[found]) if found >= 0 else found
+        if not self._packed:
+            found = bisect_right(self.keys, key) - 1
+            return bisect_left(self.keys, self.keys[found]) if found >= 0 else found
+        if key >= 1 << 32:
+            key = (1 << 32) - 1  # every address is below 2**32 here
+        self._lookups += 1
+        if self._runs is None and self._lookups <= self.UNSORTED_LOOKUPS:
+            best = max(filter(key.__ge__, self._addresses), default=None)
+            if best is None:
+                return -1
+            return best << 32 | self._lines[self._addresses.index(best)]  # the first in file order
+        if self._runs is None:
+            self._runs = [array("Q", sorted(map(or_, map(lshift, self._addresses[start:start + self.RUN_RECORDS],
+                                                         repeat(32)), self._lines[start:start + self.RUN_RECORDS])))
+                          for start in range(0, len(self._addresses), self.RUN_RECORDS)]
+        below = [run[at] for run in self._runs if (at := bisect_right(run, key << 32 | 0xFFFFFFFF) - 1) >= 0]
+        if not below:
+            return -1
+        best = max(below) >> 32
+        return min(run[at] for run in self._runs if (at := bisect_left(run, best << 32)) < len(run)
+                   and run[at] >> 32 == best)
 
     def value(self, index: int) -> bytes:
-        line, _, _ = self._reader.line(self._lines[index])
+        line, _, _ = self._reader.line(index & 0xFFFFFFFF if self._packed else self._lines[index])
         publics = self._parser.writer.publics
         publics.found.clear()
         self._parser.record(b"PUBLIC", line)
