@@ -18,11 +18,13 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from diskcache.lru import discard
 from diskcache.symfile import ModuleMismatch, NotASymbolFile, ProcessStats
+from symcommon.frames import FrameInfo
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 #: A worker still this big after a file (a fragmented heap) is replaced by a fresh one, so
@@ -41,15 +43,32 @@ class DownloadAbandoned(ProcessingError):
     """A followed download failed or restarted (see :meth:`Processor.follow`)."""
 
 
+class NeedsTable(ProcessingError):
+    """The .sym file cannot be answered from directly (see :mod:`diskcache.rawlookup`)."""
+
+
+class SourceMissing(ProcessingError):
+    """The file to answer from is gone (evicted, or replaced by its table meanwhile)."""
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    """Offsets answered from a .sym file by a worker (:meth:`Processor.answer`)."""
+
+    module: dict[str, Any]
+    frames: dict[int, FrameInfo | None]
+    stats: dict[str, Any]
+
+
 class _Worker:
     """One worker process; used by one thread at a time."""
 
-    def __init__(self, retire_mb: int) -> None:
+    def __init__(self, retire_mb: int, nice: int = 0) -> None:
         environment = dict(os.environ)
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
                                                                  environment.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "diskcache.worker", str(os.getpid()), str(retire_mb)],
+            [sys.executable, "-m", "diskcache.worker", str(os.getpid()), str(retire_mb), str(nice)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment, cwd=PACKAGE_ROOT)
 
     def alive(self) -> bool:
@@ -81,11 +100,15 @@ class _Worker:
 
 
 class Processor:
-    """``processWorkers`` worker processes, started with the DiskCache and replaced if one dies."""
+    """``processWorkers`` worker processes, started with the DiskCache and replaced if one dies.
 
-    def __init__(self, workers: int, retire_mb: int = RETIRE_MB) -> None:
+    ``nice``: the workers' priority is lowered by that much (the background builder of
+    tables for modules already answered from their .sym files)."""
+
+    def __init__(self, workers: int, retire_mb: int = RETIRE_MB, nice: int = 0) -> None:
         self._workers = workers
         self._retire_mb = retire_mb
+        self._nice = nice
         # a thread per worker, and one per extra worker (see _process)
         self._threads = ThreadPoolExecutor(2 * workers, thread_name_prefix="processing")
         self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
@@ -106,7 +129,7 @@ class Processor:
             self._idle.put(worker if worker is not None and worker.alive() else self._start())
 
     def _start(self) -> _Worker:
-        worker = _Worker(self._retire_mb)
+        worker = _Worker(self._retire_mb, self._nice)
         self._started = [w for w in self._started if w.alive()] + [worker]
         return worker
 
@@ -192,6 +215,47 @@ class Processor:
         if record_source:
             request["record_source"] = True
         return await loop.run_in_executor(self._threads, self._process, None, request)
+
+    def _answer(self, request: dict[str, Any]) -> RawAnswer:
+        """Run an ``answer`` request on an idle worker (or an extra one, as :meth:`_process`)."""
+        worker, extra = self._take_worker()
+        retired = False
+        try:
+            if worker is None or not worker.alive():
+                worker = self._start()
+            reply = worker.call(request)
+            retired = bool(reply.get("retire"))
+            if retired and not extra:
+                worker.stop()
+                worker = self._start()
+        finally:
+            if extra:
+                self._keep_spare(worker, retired)  # type: ignore[arg-type]
+            else:
+                self._idle.put(worker)
+        error = reply.get("error")
+        if error is None:
+            frames = {offset: None if frame is None else FrameInfo.from_compact(frame)
+                      for offset, frame in reply["frames"]}
+            return RawAnswer(reply["module"], frames, reply.get("answer_stats", {}))
+        if error == "not_a_symbol_file":
+            raise NotASymbolFile(reply.get("message", ""))
+        if error == "wrong_module":
+            raise ModuleMismatch(str(reply.get("expected")), str(reply.get("found")))
+        if error == "needs_table":
+            raise NeedsTable(reply.get("message", ""))
+        if error == "missing":
+            raise SourceMissing(reply.get("message", ""))
+        raise ProcessingError(f"{error}: {reply.get('message')}")
+
+    async def answer(self, source: Path, offsets: list[int], debug_id: str | None = None) -> RawAnswer:
+        """Answer ``offsets`` straight from the complete .sym file ``source`` in a worker, as
+        its table would.  Raises :class:`NotASymbolFile`, :class:`ModuleMismatch`,
+        :class:`NeedsTable`, :class:`SourceMissing` or :class:`ProcessingError` (the worker
+        died: it is replaced on next use)."""
+        loop = asyncio.get_running_loop()
+        request = {"answer": offsets, "source": str(source), "debug_id": debug_id}
+        return await loop.run_in_executor(self._threads, self._answer, request)
 
     def follow(self, download: Path, end_marker: Path, destination: Path, timeout_seconds: float,
                debug_id: str | None = None) -> asyncio.Future[ProcessStats] | None:

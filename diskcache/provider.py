@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 
 from diskcache.fetcher import FetchResult, SymbolFetcher
 from diskcache.lru import LOCAL, RAW, TABLE, CacheEntry, DiskLRU, discard, open_new
-from diskcache.processing import Processor
+from diskcache.processing import NeedsTable, ProcessingError, Processor, RawAnswer, SourceMissing
 from diskcache.symfile import ModuleMismatch, NotASymbolFile, ProcessStats
 from diskcache.tableformat import TableFormatError
 from diskcache.tablereader import ByteLRU, SymbolTable, check_table_file
@@ -43,6 +43,19 @@ RECENT_FRAMES = 50_000
 MB = 1024 * 1024
 TABLE_CACHE_MB = 128
 DRAIN_MARGIN_SECONDS = 2.0  # downloads end this long before the drain does
+#: The background builder of tables for modules answered from their .sym files runs at this
+#: lower priority: answering (and everything else) comes first.
+BUILD_NICE = 10
+
+
+class RawSource:
+    """A module answered from its complete .sym file (``kind`` RAW: the cache's copy; LOCAL:
+    a file in ``localSymbolDirs``, with its ``identity``) while its table is being built."""
+
+    def __init__(self, path: Path, kind: str, identity: dict[str, Any] | None = None) -> None:
+        self.path = path
+        self.kind = kind
+        self.identity = identity
 
 
 class FetchBudget:
@@ -65,6 +78,13 @@ class SymbolProvider:
                                      section["retryDelayMs"], section["downloadTimeoutSeconds"],
                                      section["maxSymbolFileMB"] * MB)
         self.processor = Processor(per_core(section["processWorkers"]))
+        #: Tables of modules answered from their .sym files: one low-priority worker, started
+        #: on the first such module.
+        self.builder = Processor(1, nice=BUILD_NICE)
+        #: Cold modules at least this big are answered from the .sym first (None: never).
+        self.answer_first_bytes: int | None = (section["answerBeforeTableMB"] * MB
+                                               if section["answerBeforeTable"] else None)
+        self._background: set[asyncio.Future] = set()
         self.missing_ttl = section["missingModuleTTLSeconds"]
         self.max_fetches = section["maxFetchesPerRequest"]
         self.max_answer_bytes = section["maxAnswerMB"] * MB
@@ -97,6 +117,14 @@ class SymbolProvider:
         self._processing_seconds = metrics.histogram("processing_seconds", "Time to process a symbol file")
         self._processing_failures = metrics.counter("processing_failures", "Symbol files that could not "
                                                     "be processed")
+        self._raw_answers = metrics.counter("raw_answers", "Jobs' modules answered from the .sym file before "
+                                            "its table was built, by result", ["result"])
+        self._raw_answer_seconds = metrics.histogram("raw_answer_seconds", "Time to answer a job's offsets "
+                                                     "from a .sym file")
+        self._background_builds = metrics.counter("background_builds", "Tables built in the background "
+                                                  "after answering from the .sym, by result", ["result"])
+        metrics.gauge("background_builds_in_flight", "Tables being built (or waiting to be) in the "
+                      "background", lambda: len(self._background))
         metrics.gauge("cache_bytes", "Bytes in the on-disk cache", lambda: self.lru.total_bytes)
         metrics.gauge("cache_files", "Files in the on-disk cache", lambda: len(self.lru))
         metrics.gauge("cache_max_bytes", "The cache's size limit (maxSizeMB)", lambda: self.lru.max_bytes)
@@ -117,18 +145,24 @@ class SymbolProvider:
     async def close(self) -> None:
         self.fetcher.abort_all()  # downloads in flight end now; their threads are daemons anyway
         self.processor.shutdown()
+        self.builder.shutdown()  # a background build in flight is killed: its table is never added
         self.threads.shutdown(wait=False, cancel_futures=True)
 
     # -- finding a table ------------------------------------------------------------------
 
-    async def table(self, module: ModuleId) -> SymbolTable | None:
-        """The module's table, or None if its symbols cannot be found or processed."""
+    async def table(self, module: ModuleId) -> SymbolTable | RawSource | None:
+        """The module's table, or None if its symbols cannot be found or processed; or, for a
+        big cold module (``answerBeforeTableMB``), its .sym file to answer from while the
+        table is built in the background."""
         table = self._cached_table(module)
         if table is not None:
             self._tables.labels("cache").inc()
             return table
         self._tables.labels("loaded").inc()
         if self.lru.contains(module, RAW):
+            raw = self._raw_source(module)
+            if raw is not None:
+                return raw
             return await self._once(("raw-to-table", module), lambda: self._process_raw(module))
         local = self._local_file(module)
         if local is not None:
@@ -218,6 +252,9 @@ class SymbolProvider:
             self._local.move_to_end(module)
             return known[1]
         table = await self._cached_local(module, identity)
+        if table is None and self._answers_first(stat.st_size):
+            self._in_background(("local-build", path), lambda: self._build_local(path, module))
+            return RawSource(path, LOCAL, identity)
         if table is None:
             try:
                 table = await self._process_to_table(path, module, keep=True, kind=LOCAL)
@@ -231,6 +268,18 @@ class SymbolProvider:
                 identity = table.source or identity
         if table is not None:
             self._remember_local(module, identity, table)
+        return table
+
+    async def _build_local(self, path: Path, module: ModuleId) -> SymbolTable | None:
+        """A local file's table, built in the background after answering from the file."""
+        try:
+            table = await self._process_to_table(path, module, keep=True, kind=LOCAL, builder=True)
+        except ModuleMismatch:
+            self.lru.remove(module, LOCAL)
+            return None
+        if table is not None and table.source is not None:
+            self._remember_local(module, table.source, table)
+        self._background_builds.labels("built" if table is not None else "failed").inc()
         return table
 
     async def _cached_local(self, module: ModuleId, identity: dict[str, Any]) -> SymbolTable | None:
@@ -265,9 +314,13 @@ class SymbolProvider:
 
     async def _process_to_table(self, source: Path, module: ModuleId, keep: bool,
                                 processing: Awaitable[ProcessStats] | None = None,
-                                destination: Path | None = None, kind: str = TABLE) -> SymbolTable | None:
+                                destination: Path | None = None, kind: str = TABLE,
+                                builder: bool = False, keep_if: Callable[[], bool] | None = None
+                                ) -> SymbolTable | None:
         """Process ``source``; ``keep`` adds the table to the cache (as ``kind``: LOCAL for a
         local file, whose identity the table then records), else it lives in memory only.
+        ``builder``: in the low-priority background builder (the module is answered meanwhile);
+        ``keep_if``: asked once the table is written, whether it is still wanted (else None).
 
         ``processing``: already under way (a followed download) and writing ``destination``.
         Raises :class:`ModuleMismatch` (logged here) if the file is another module's symbols.
@@ -275,9 +328,13 @@ class SymbolProvider:
         destination = destination or self.lru.temporary_path(module.cache_stem, "table")
         started = time.monotonic()
         try:
-            stats = await (processing or self.processor.process(source, destination, module.debug_id,
-                                                                record_source=kind == LOCAL))
+            processor = self.builder if builder else self.processor
+            stats = await (processing or processor.process(source, destination, module.debug_id,
+                                                           record_source=kind == LOCAL))
             loop = asyncio.get_running_loop()
+            if keep and keep_if is not None and not keep_if():
+                discard(destination)
+                return None
             if keep:
                 entry = self.lru.add(module, kind, destination)
                 table = await loop.run_in_executor(self.threads, SymbolTable.open, entry.path, self.table_cache)
@@ -307,7 +364,9 @@ class SymbolProvider:
                  stats.publics, seconds)
         self._record_load(module, "processed", {"input_bytes": stats.input_bytes,
                                                  "output_bytes": stats.output_bytes,
-                                                 "seconds": round(seconds, 4)})
+                                                 "seconds": round(seconds, 4),
+                                                 "answered_from": "table",
+                                                 **({"built": "in the background"} if builder else {})})
         return table
 
     def _record_load(self, module: ModuleId, what: str, figures: dict[str, Any]) -> None:
@@ -318,21 +377,37 @@ class SymbolProvider:
         if len(self._loads) > OPEN_TABLES:
             self._loads.pop(next(iter(self._loads)))
 
-    async def _fetch_table(self, module: ModuleId) -> SymbolTable | None:
+    async def _fetch_table(self, module: ModuleId) -> SymbolTable | RawSource | None:
         """Download and process a module.  When a worker is idle, it parses the download as it
         arrives, so a big module costs about its download time instead of download plus
-        processing; if the download fails or has to restart, that work is dropped."""
+        processing; if the download fails or has to restart, that work is dropped.
+
+        With ``answerBeforeTable``, a complete download of at least ``answerBeforeTableMB``
+        becomes the module's RAW entry (a hard link: the worker following the download keeps
+        reading it) and a RawSource is returned, to answer from; the table is finished in the
+        background (by the following worker, else by the builder) and then replaces it."""
         download = self.lru.temporary_path(module.cache_stem, "download")
         end_marker = download.with_name(download.name + ".end")
         destination = self.lru.temporary_path(module.cache_stem, "table")
         following = self.processor.follow(download, end_marker, destination, self.fetcher.timeout,
                                           module.debug_id)
+        handed_over = False  # the download and its follower now belong to a background build
         try:
             result = await self._download(module, download)
             usable = result is not None and not result.restarted
             if not _write_end_marker(end_marker, result.bytes if usable else None) and following is not None:
                 self.processor.abandon(destination)
                 usable = False
+            if usable and self._answers_first(result.bytes):
+                raw = self._keep_raw(module, download)
+                if raw is not None:
+                    if following is not None:
+                        handed_over = True
+                        self._in_background(("build", module), lambda: self._finish_followed(
+                            module, following, download, end_marker, destination))
+                    else:
+                        self._in_background(("build", module), lambda: self._build_from_raw(module))
+                    return raw
             if following is not None and usable:
                 table = await self._process_to_table(download, module, keep=True,
                                                      processing=following, destination=destination)
@@ -350,8 +425,86 @@ class SymbolProvider:
             self._remember_missing(module)
             return None
         finally:
+            if not handed_over:
+                discard(download)
+                discard(end_marker)
+
+    def _keep_raw(self, module: ModuleId, download: Path) -> RawSource | None:
+        """Make a complete download the module's RAW entry, by a hard link renamed into place."""
+        linked = self.lru.temporary_path(module.cache_stem, "raw")
+        try:
+            os.link(download, linked)
+            entry = self.lru.add(module, RAW, linked)
+        except OSError as error:
+            discard(linked)
+            log.warning("cannot keep the download of %s to answer from: %s", printable(module), error)
+            return None
+        return RawSource(entry.path, RAW)
+
+    async def _finish_followed(self, module: ModuleId, following: Awaitable[ProcessStats], download: Path,
+                               end_marker: Path, destination: Path) -> SymbolTable | None:
+        """The table a worker has been building while the download arrived, finished in the
+        background while the module is answered from its RAW entry; if that fails, the
+        builder makes it from the RAW file."""
+        try:
+            table = await self._process_to_table(download, module, keep=True, processing=following,
+                                                 destination=destination,
+                                                 keep_if=lambda: self.lru.contains(module, RAW))
+        except ModuleMismatch:
+            self.lru.remove(module, RAW)
+            self._remember_missing(module)
+            self._background_builds.labels("wrong_module").inc()
+            return None
+        finally:
             discard(download)
             discard(end_marker)
+        if table is None:
+            return await self._build_from_raw(module)
+        self.lru.remove(module, RAW)  # the table answers from now on
+        self._background_builds.labels("built").inc()
+        return table
+
+    def _answers_first(self, size: int) -> bool:
+        return self.answer_first_bytes is not None and size >= self.answer_first_bytes
+
+    def _raw_source(self, module: ModuleId) -> RawSource | None:
+        """The module's RAW file to answer from, with its table being built in the background;
+        None when the table should be built first (a small file, or the feature off)."""
+        entry = self.lru.get(module, RAW)
+        if entry is None or not self._answers_first(entry.size):
+            return None
+        self._in_background(("build", module), lambda: self._build_from_raw(module))
+        return RawSource(entry.path, RAW)
+
+    def _in_background(self, key: Any, make: Callable[[], Awaitable[Any]]) -> None:
+        """Start ``make`` (once per key at a time), not waited for by the request."""
+        if key in self._inflight:
+            return
+        future = asyncio.ensure_future(self._once(key, make))
+        self._background.add(future)
+        future.add_done_callback(self._background.discard)
+
+    async def _build_from_raw(self, module: ModuleId) -> SymbolTable | None:
+        """Build the table of a module answered from its RAW file, in the background builder;
+        then the TABLE entry replaces the RAW one."""
+        entry = self.lru.get(module, RAW)
+        if entry is None:
+            return None
+        try:
+            table = await self._process_to_table(entry.path, module, keep=True, builder=True,
+                                                 keep_if=lambda: self.lru.contains(module, RAW))
+        except ModuleMismatch:
+            self.lru.remove(module, RAW)
+            self._remember_missing(module)
+            self._background_builds.labels("wrong_module").inc()
+            return None
+        if table is None:
+            # failed (logged), or the RAW file was evicted meanwhile (cacheEvict, maxSizeMB)
+            self._background_builds.labels("failed_or_evicted").inc()
+            return None
+        self.lru.remove(module, RAW)  # the table answers from now on
+        self._background_builds.labels("built").inc()
+        return table
 
     async def _download(self, module: ModuleId, destination: Path) -> Any:
         try:
@@ -441,7 +594,7 @@ class SymbolProvider:
                 return entry.path
         self._missing.pop(module, None)
         await self._once(("fetch", module), lambda: self._fetch_table(module))
-        entry = self.lru.get(module, TABLE)
+        entry = self.lru.get(module, TABLE) or self.lru.get(module, RAW)  # (RAW: its table is being built)
         return entry.path if entry is not None else None
 
     def evict(self, module: ModuleId) -> bool:
@@ -503,6 +656,70 @@ class SymbolProvider:
                      len(deferred), self.max_fetches)
         return sorted(index for index in uses if index not in deferred)
 
+    async def _answer_raw(self, module: ModuleId, source: RawSource, offsets: list[int]
+                          ) -> RawAnswer | SymbolTable | None:
+        """Answer ``offsets`` from the module's .sym file in a worker.  A worker that dies is
+        replaced and asked once more; a file that must be answered from its table (or that
+        is gone: replaced by its table, evicted) gives the table, waited for; a file that is
+        not this module's symbols, or not a symbol file, makes the module unknown."""
+        started = time.monotonic()
+        for attempt in (1, 2):
+            try:
+                answer = await self.processor.answer(source.path, offsets, module.debug_id)
+            except ModuleMismatch as error:
+                log.warning("symbols for %s are another module's: %s; answering as unknown",
+                            printable(module), printable(str(error)))
+                self._raw_answers.labels("wrong_module").inc()
+                self._drop_raw(module, source, mismatch=True)
+                return None
+            except NotASymbolFile as error:
+                log.warning("symbols for %s are not a symbol file: %s", printable(module), error)
+                self._processing_failures.inc()
+                self._raw_answers.labels("not_a_symbol_file").inc()
+                self._drop_raw(module, source)
+                return None
+            except (NeedsTable, SourceMissing) as error:
+                log.info("%s: answering from its table instead (%s)", printable(module), printable(str(error)))
+                self._raw_answers.labels("table_instead").inc()
+                return await self._table_instead(module, source)
+            except ProcessingError as error:
+                self._raw_answers.labels("worker_failed").inc()
+                if attempt == 1:
+                    log.warning("answering %s from its .sym failed (%s); asking another worker",
+                                printable(module), printable(str(error)))
+                    continue
+                log.error("answering %s from its .sym failed twice (%s); answering as unknown",
+                          printable(module), printable(str(error)))
+                return None
+            seconds = time.monotonic() - started
+            self._raw_answers.labels("answered").inc()
+            self._raw_answer_seconds.observe(seconds)
+            self._record_load(module, "processed", {"input_bytes": answer.stats.get("input_bytes"),
+                                                     "offsets": len(offsets), "seconds": round(seconds, 4),
+                                                     "answered_from": "sym",
+                                                     "table": "building in the background"})
+            return answer
+        return None
+
+    def _drop_raw(self, module: ModuleId, source: RawSource, mismatch: bool = False) -> None:
+        """The .sym file cannot answer for ``module``: forget it (not fetched again soon)."""
+        if source.kind == RAW:
+            self.lru.remove(module, RAW)
+            self._remember_missing(module)
+        elif mismatch and source.identity is not None:
+            self.lru.remove(module, LOCAL)
+            self._remember_local(module, source.identity, None)
+
+    async def _table_instead(self, module: ModuleId, source: RawSource) -> SymbolTable | None:
+        """The module's table, waited for (the background build, or a table already there)."""
+        if source.kind == LOCAL:
+            table = await self._once(("local-build", source.path), lambda: self._build_local(source.path, module))
+        else:
+            table = self._cached_table(module)
+            if table is None and self.lru.contains(module, RAW):
+                table = await self._once(("build", module), lambda: self._build_from_raw(module))
+        return table if isinstance(table, SymbolTable) else None
+
     async def answer(self, job: Job, debug: dict[str, list] | None = None,
                      budget: FetchBudget | None = None) -> JobAnswers:
         """Find each referenced module's table and look up every frame of the job.
@@ -515,11 +732,22 @@ class SymbolProvider:
         frames = job.frames()
         indexes = self._within_fetch_budget(job, frames, budget or FetchBudget(self.max_fetches))
         tables = await asyncio.gather(*(self.table(job.memory_map[i].module) for i in indexes))
-        by_index = dict(zip(indexes, tables))
+        by_index: dict[int, Any] = dict(zip(indexes, tables))
         answers = JobAnswers()
+        raw = [index for index, table in by_index.items() if isinstance(table, RawSource)]
+        if raw:  # answered from .sym files, each in a worker; a None or a table comes back if not
+            found = await asyncio.gather(*(self._answer_raw(job.memory_map[i].module, by_index[i], sorted(
+                {offset for index, offset in frames if index == i})) for i in raw))
+            for index, result in zip(raw, found):
+                by_index[index] = result
         for index, table in by_index.items():
-            answers.modules[index] = ModuleAnswer(table is not None,
-                                                  table.code_file if table is not None else None)
+            if isinstance(table, RawAnswer):
+                answers.modules[index] = ModuleAnswer(True, table.module.get("code_file"))
+                answers.symbols.update(((index, offset), info) for offset, info in table.frames.items())
+                by_index[index] = None  # nothing to look up in a table
+            else:
+                answers.modules[index] = ModuleAnswer(table is not None,
+                                                      table.code_file if table is not None else None)
             record = self._loads.get(job.memory_map[index].module)
             if debug is not None and record is not None and record["finished"] >= started:
                 for what in ("fetched", "processed"):
@@ -541,7 +769,7 @@ class SymbolProvider:
             loop = asyncio.get_running_loop()
             symbols = await loop.run_in_executor(self.threads, _look_up, by_index, misses)
         for index, symbols_or_error in symbols.items():
-            if isinstance(symbols_or_error, TableFormatError):
+            if isinstance(symbols_or_error, TableFormatError):  # (never a RawAnswer's index)
                 log.error("table for %s is corrupt (%s); evicting it",
                           job.memory_map[index].module, symbols_or_error)
                 self.evict(job.memory_map[index].module)

@@ -21,10 +21,14 @@ from typing import Any, Callable
 
 from diskcache import tableformat as fmt
 from diskcache.lru import open_existing
-from diskcache.symfile import FuncBlock, parse_func_block
+from diskcache.symfile import BlockColumns, func_block_columns
 from symcommon.frames import FrameInfo, InlineFrame
 
 PAGE_CACHE_SIZE = 16  # inflated 64 KiB pages kept per sorted table: about 1 MB
+#: The FILE and INLINE_ORIGIN tables are read at random (each function names its own files),
+#: so they keep more pages: all of them for a module up to a few hundred MB (the 74 MB
+#: module's are 45 and 36 pages; at 16, a cold batch of 3,000 lookups inflated 2,900).
+NAME_PAGE_CACHE_SIZE = 128
 _tokens = itertools.count(1)
 BLOCK_CACHE_SIZE = 512
 NAME_CACHE_SIZE = 4096
@@ -38,14 +42,17 @@ class ByteLRU:
     Entry counts alone do not bound memory once names can be 64 KiB: 4096 file names of a
     table could hold 256 MB, and the DiskCache keeps hundreds of tables open.  All their
     pages, FUNC blocks and names are charged here instead; lookups run in threads, hence
-    the lock.
+    the lock.  A key is ``(owner, argument)``; each owner's keys are also kept in the order
+    they came, so an owner at its own entry cap gives up its oldest entry (see :meth:`put`).
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._entries: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
-        self._owned: dict[Any, set[Any]] = {}
+        # per owner, its keys oldest first (an OrderedDict: taking the first key of a dict
+        # whose first keys were deleted steps over their empty slots, 1-2 us at a cap of 512)
+        self._owned: dict[Any, OrderedDict[Any, None]] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Any) -> Any:
@@ -56,19 +63,30 @@ class ByteLRU:
             self._entries.move_to_end(key)
             return entry[0]
 
-    def put(self, owner: Any, key: Any, value: Any, size: int) -> None:
+    def put(self, owner: Any, key: Any, value: Any, size: int, max_entries: int | None = None) -> None:
+        """Keep ``value``; ``max_entries``: the most ``owner`` may hold, its oldest entry is
+        dropped to make room (a cache that refused new entries at its cap kept its first 16
+        pages for good and inflated every later page at every lookup).  Oldest, not least
+        recently used: keeping each owner's use order too made every hit slower, and what
+        reaches a cap is a batch moving through a table in address order."""
         with self._lock:
             if key in self._entries or size > self.max_bytes:
                 return
+            owned = self._owned.get(owner)
+            if owned is None:
+                owned = self._owned[owner] = OrderedDict()
+            elif max_entries is not None and len(owned) >= max_entries:
+                oldest = owned.popitem(last=False)[0]
+                self.bytes -= self._entries.pop(oldest)[1]
             self._entries[key] = (value, size)
-            self._owned.setdefault(owner, set()).add(key)
+            owned[key] = None
             self.bytes += size
             while self.bytes > self.max_bytes:
                 old_key, (_, old_size) = self._entries.popitem(last=False)
                 self.bytes -= old_size
                 owned = self._owned.get(old_key[0])
                 if owned is not None:
-                    owned.discard(old_key)
+                    owned.pop(old_key, None)
                     if not owned:
                         del self._owned[old_key[0]]
 
@@ -96,11 +114,15 @@ class _Cached:
 
     def __call__(self, argument: Any) -> Any:
         key = (self._owner, argument)
-        value = self._lru.get(key)
-        if value is None:
-            value = self._function(argument)
-            if value is not None and self._lru.count(self._owner) < self._max_entries:
-                self._lru.put(self._owner, key, value, self._size(value))
+        lru = self._lru
+        with lru._lock:  # ByteLRU.get, without a call: this is every lookup's path
+            entry = lru._entries.get(key)
+            if entry is not None:
+                lru._entries.move_to_end(key)
+                return entry[0]
+        value = self._function(argument)
+        if value is not None:
+            lru.put(self._owner, key, value, self._size(value), self._max_entries)
         return value
 
     def cache_clear(self) -> None:
@@ -110,19 +132,25 @@ class _Cached:
         return SimpleNamespace(currsize=self._lru.count(self._owner))
 
 
+def _page_size(value: tuple[bytes, array | None]) -> int:
+    data, starts = value
+    return 64 + len(data) + (0 if starts is None else 4 * len(starts))
+
+
 def _name_size(name: str | None) -> int:
     return 64 + len(name or "")
 
 
-def _block_size(value: tuple[str, Any]) -> int:
+def _block_size(value: tuple[str, BlockColumns]) -> int:
     name, block = value
-    return 200 + len(name) + 100 * (len(block.line_starts) + len(block.inlines))
+    return 200 + len(name) + 150 * len(block.starts) + 200 * len(block.inlines)
 
 
 class _SortedTable:
     """One sorted u64 -> bytes table of the file: its index inflated, its pages in the map."""
 
-    def __init__(self, view: memoryview, entry: dict[str, Any], limit: int, lru: ByteLRU) -> None:
+    def __init__(self, view: memoryview, entry: dict[str, Any], limit: int, lru: ByteLRU,
+                 cached_pages: int = PAGE_CACHE_SIZE) -> None:
         try:
             count = int(entry["count"])
             page_count = int(entry["page_count"])
@@ -149,22 +177,32 @@ class _SortedTable:
         if count and max(pages) >= page_count:
             raise fmt.TableFormatError("value in a page that does not exist")
         self._view = view
-        self._page = _Cached(self._inflate, lru, lambda page: 64 + len(page), PAGE_CACHE_SIZE)
+        self._page = _Cached(self._inflate, lru, _page_size, cached_pages)
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def _inflate(self, page: int) -> bytes:
+    def _inflate(self, page: int) -> tuple[bytes, array | None]:
+        """The page's bytes and, in a contiguous table, where each of its values starts
+        (summed once per page: summing the lengths before a value at each lookup cost a FILE
+        name lookup 1-2 µs, a name page holding hundreds of values)."""
         start, end = self._spans[2 * page], self._spans[2 * page + 1]
-        return fmt.decompress(self._view[start:end])
+        data = fmt.decompress(self._view[start:end])
+        if self._page_first is None:
+            return data, None
+        first = self._page_first[page]
+        last = self._page_first[page + 1] if page + 1 < len(self._page_first) else len(self._lengths)
+        return data, array("I", itertools.accumulate(self._lengths[first:last], initial=0))
 
     def value(self, index: int) -> bytes:
         if self._page_first is not None:
             page = bisect_right(self._page_first, index) - 1
-            start = sum(self._lengths[self._page_first[page]:index])
+            data, starts = self._page(page)
+            start = starts[index - self._page_first[page]]
         else:
             page, start = self._pages[index], self._starts[index]  # type: ignore[index]
-        return self._page(page)[start:start + self._lengths[index]]
+            data = self._page(page)[0]
+        return data[start:start + self._lengths[index]]
 
     def floor(self, key: int) -> int:
         """Index of the greatest key <= ``key``, or -1."""
@@ -260,7 +298,8 @@ class SymbolTable:
             self.stats: dict[str, Any] = directory.get("stats", {})
             #: the identity (path, size, mtime_ns) of the local file the table was made from
             self.source: dict[str, Any] | None = directory.get("source")
-            tables = {name: _SortedTable(view, directory["tables"][name], dir_offset, lru)
+            tables = {name: _SortedTable(view, directory["tables"][name], dir_offset, lru,
+                                         NAME_PAGE_CACHE_SIZE if name in ("files", "origins") else PAGE_CACHE_SIZE)
                       for name in fmt.TABLE_NAMES}
         except (ValueError, KeyError, TypeError) as error:
             raise fmt.TableFormatError(f"bad directory: {error}") from error
@@ -308,9 +347,9 @@ class SymbolTable:
             return None if value is None else value.decode("utf-8", "replace")
         return lookup
 
-    def _parse_block(self, index: int) -> tuple[str, FuncBlock]:
+    def _parse_block(self, index: int) -> tuple[str, BlockColumns]:
         name, _, block = self._funcs.value(index).partition(b"\n")
-        return name.decode("utf-8", "replace"), parse_func_block(block)
+        return name.decode("utf-8", "replace"), func_block_columns(block)
 
     def lookup(self, offset: int) -> FrameInfo | None:
         """The symbol for a module offset, by the Breakpad rule (see the README)."""
@@ -333,12 +372,10 @@ class SymbolTable:
     def _in_function(self, index: int, address: int, size: int, offset: int) -> FrameInfo:
         name, block = self._block(index)
         file = line = None
-        at = bisect_right(block.line_starts, offset) - 1
-        if at >= 0:
-            end, line_number, file_number = block.line_records[at]
-            if offset < end:
-                file = self._file_name(file_number)
-                line = line_number if file is not None else None
+        at = bisect_right(block.starts, offset) - 1
+        if at >= 0 and offset < block.ends[at]:
+            file = self._file_name(int(block.files[at]))
+            line = int(block.lines[at]) if file is not None else None
         chain = self._inline_chain(block, offset)
         if not chain:
             return FrameInfo(name, offset - address, size, file, line)
@@ -357,7 +394,7 @@ class SymbolTable:
             line = record.call_line if file is not None else None
         return FrameInfo(name, offset - address, size, file, line, tuple(inlines))
 
-    def _inline_chain(self, block: FuncBlock, offset: int) -> list[tuple[Any, str]]:
+    def _inline_chain(self, block: BlockColumns, offset: int) -> list[tuple[Any, str]]:
         if not block.inlines:
             return []
         by_depth: dict[int, Any] = {}

@@ -1,4 +1,4 @@
-"""A parsing worker process: ``python -m diskcache.worker PARENT_PID [RETIRE_MB]``.
+"""A parsing worker process: ``python -m diskcache.worker PARENT_PID [RETIRE_MB [NICE]]``.
 
 Reads one JSON request per line on stdin (``{"source": ..., "destination": ..., "debug_id": ...}``;
 the file must be for that debug id), turns the .sym file into a table, and answers one JSON line on stdout: ``{"stats": {...}}`` or
@@ -8,6 +8,12 @@ costs little memory; it ends when stdin closes or when the DiskCache dies.
 With ``"follow": END_MARKER`` the source is a download still being written: the worker parses
 what has arrived and waits for more, until the DiskCache writes the end marker, ``ok SIZE``
 (the download is complete) or ``fail`` (abandon it).  So processing overlaps the download.
+
+``{"answer": [offsets], "source": ..., "debug_id": ...}`` answers the offsets straight from a
+complete .sym file (:mod:`diskcache.rawlookup`), without a table: ``{"module": {...},
+"frames": [[offset, compact frame or null], ...], "answer_stats": {...}}``; error
+``needs_table`` when the file must be answered from its table instead.  ``NICE``: a worker
+that builds tables in the background runs at this lower priority.
 """
 
 from __future__ import annotations
@@ -156,10 +162,23 @@ def _die_with_parent(parent: int) -> None:
         sys.exit(1)
 
 
+def answer(request: dict[str, Any]) -> dict[str, Any]:
+    """Answer a request's offsets from its .sym file (imported on first use: a worker that
+    only builds tables does not load the table reader)."""
+    from diskcache.rawlookup import answer_from_sym
+
+    offsets = [int(offset) for offset in request["answer"]]
+    module, frames, stats = answer_from_sym(Path(request["source"]), offsets, request.get("debug_id"))
+    return {"module": module, "answer_stats": asdict(stats),
+            "frames": [[offset, None if frame is None else frame.to_compact()] for offset, frame in frames.items()]}
+
+
 def handle(line: bytes) -> dict:
     try:
         request = json.loads(line)
         debug_id = request.get("debug_id")
+        if "answer" in request:
+            return answer(request)
         if "follow" in request:
             stats = process_download(Path(request["source"]), Path(request["follow"]),
                                      Path(request["destination"]), float(request["timeout"]), debug_id)
@@ -172,7 +191,11 @@ def handle(line: bytes) -> dict:
         return {"error": "wrong_module", "expected": error.expected, "found": error.found}
     except DownloadAbandoned as error:
         return {"error": "abandoned", "message": str(error)}
+    except FileNotFoundError as error:  # a RAW entry evicted or replaced by its table meanwhile
+        return {"error": "missing", "message": str(error)}
     except Exception as error:  # noqa: BLE001 - reported to the DiskCache, which logs it
+        if type(error).__name__ == "NeedsTable":
+            return {"error": "needs_table", "message": str(error)}
         return {"error": type(error).__name__, "message": str(error)}
     return {"stats": asdict(stats)}
 
@@ -200,6 +223,8 @@ def _rss_bytes() -> int:
 def main(argv: list[str]) -> int:
     _die_with_parent(int(argv[1]) if len(argv) > 1 else os.getppid())
     retire_bytes = (int(argv[2]) if len(argv) > 2 else RETIRE_MB) * 1024 * 1024
+    if len(argv) > 3 and int(argv[3]) > 0:
+        os.nice(int(argv[3]))
     release_memory = _release_memory()
     for line in sys.stdin.buffer:
         reply = handle(line)

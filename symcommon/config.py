@@ -46,6 +46,10 @@ DEFAULTS: Config = {
         "maxSymbolFileMB": 4096,  # decoded size of one downloaded file; larger ones are abandoned
         "downloadsPerStore": 8,  # downloads at once from each symbol store
         "processWorkers": 0,  # parsing worker processes; 0: one per core
+        # A cold module of at least this many MB is answered from its .sym at once, and its
+        # table built afterwards in the background (0: every module); false: always the table first
+        "answerBeforeTable": True,
+        "answerBeforeTableMB": 16,
         "maxRequestMB": 32,  # 1,000,000 frames of 64-bit offsets: 25 MB as JSON
         "maxFramesPerRequest": 1000000,
         "maxModulesPerRequest": 5000,
