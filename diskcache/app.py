@@ -10,7 +10,8 @@ import tornado.web
 from diskcache.provider import FetchBudget, SymbolProvider
 from symcommon import requests as api
 from symcommon.responses import bound_answers, v4_body, v5_body
-from symcommon.web import ApiError, JsonHandler, OriginalProtocolHandler, protocol_application, wants_debug
+from symcommon.web import (ApiError, JsonHandler, OriginalProtocolHandler, protocol_application, wants_debug,
+                           warm_api_answer)
 
 class DiskCacheHandler(JsonHandler):
     @property
@@ -65,4 +66,5 @@ class HeartbeatHandler(DiskCacheHandler):
 
 def make_app(section: dict[str, Any], provider: SymbolProvider) -> tornado.web.Application:
     return protocol_application(section, V4Handler, V5Handler, HeartbeatHandler, provider=provider,
-                                metrics=provider.metrics)
+                                metrics=provider.metrics,
+                                warm_answer=warm_api_answer(provider.warm_jobs, api.Limits.from_section(section)))

@@ -29,7 +29,7 @@ from symcommon.metrics import Metrics
 from symcommon.modules import ModuleId
 from symcommon.recentframes import RecentFrames
 from symcommon.requests import Job
-from symcommon.responses import JobAnswers, ModuleAnswer
+from symcommon.responses import JobAnswers, ModuleAnswer, rendered_frame, used_modules as _used_modules
 
 log = logging.getLogger("diskcache.provider")
 
@@ -107,6 +107,8 @@ class SymbolProvider:
         self._count_metrics(self.metrics)
 
     def _count_metrics(self, metrics: Metrics) -> None:
+        self._warm_requests = metrics.counter(
+            "warm_lane_requests", "Requests answered whole from the recent-frames cache by the warm lane")
         self._tables = metrics.counter("table_requests", "Tables asked for, by where they came from",
                                        ["source"])
         self._downloads = metrics.counter("downloads", "Symbol file downloads, by result", ["result"])
@@ -776,8 +778,34 @@ class SymbolProvider:
                 answers.modules[index] = ModuleAnswer(False)
             else:
                 answers.symbols.update(symbols_or_error)
-                token = by_index[index].token  # type: ignore[union-attr]
-                self._recent.put_many({(token, offset): info for (_, offset), info in symbols_or_error.items()})
+                table = by_index[index]
+                debug_file, code_file = job.memory_map[index].module.debug_file, table.code_file
+                self._recent.put_many({(table.token, offset): info for (_, offset), info in symbols_or_error.items()},
+                                      lambda key, info: rendered_frame(debug_file, code_file, key[1], info))
+        return answers
+
+    def warm_jobs(self, jobs: list[Job]) -> list[list[list[tuple[bytes, bytes]]]] | None:
+        """The warm lane's answer to ``jobs`` (see :mod:`symcommon.fastlane`): every frame in a
+        table already open and in the recent-frames cache, rendered when it was cached; else
+        None, and :meth:`answer` answers. (Local and not yet processed modules always go there:
+        their files are checked on each request.)"""
+        answers = []
+        for job in jobs:
+            if job.columns is None:
+                return None
+            groups = []
+            for entry in job.memory_map:
+                table = self._open.get(entry.module)
+                groups.append(None if table is None else table.token)
+            stacks = self._recent.rendered_stacks(job.columns, groups, self.max_answer_bytes)
+            if stacks is None:
+                return None
+            answers.append(stacks)
+        for job in jobs:  # as answer() would: the tables were used now
+            for index in _used_modules(job):
+                self._cached_table(job.memory_map[index].module)
+                self._tables.labels("cache").inc()
+        self._warm_requests.inc()
         return answers
 
 

@@ -97,7 +97,17 @@ class LogFile(logging.handlers.RotatingFileHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            text = self.format(record) + self.terminator
+            self.write_line(self.format(record) + self.terminator)
+            if record.levelno >= logging.WARNING or record.name != "http":
+                self.flush()
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - as logging's own handlers do
+            self.handleError(record)
+
+    def write_line(self, text: str) -> None:
+        """Write an already formatted request line (see :func:`request_line`)."""
+        with self.lock:  # type: ignore[union-attr]
             if self.stream is None:
                 self.stream = self._open()
                 self._look_at_file()
@@ -112,14 +122,7 @@ class LogFile(logging.handlers.RotatingFileHandler):
             self.stream.write(text)
             self._size += length
             self._unchecked += length
-            if record.name == "http" and record.levelno < logging.WARNING:
-                self._flush_soon()
-            else:
-                self.flush()
-        except RecursionError:
-            raise
-        except Exception:  # noqa: BLE001 - as logging's own handlers do
-            self.handleError(record)
+        self._flush_soon()
 
     def _flush_soon(self) -> None:
         if self._flush_pending:
@@ -135,6 +138,37 @@ class LogFile(logging.handlers.RotatingFileHandler):
     def _flush_now(self) -> None:
         self._flush_pending = False
         self.flush()
+
+
+class _Clock:
+    """``asctime`` as logging.Formatter writes it, the seconds formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def now(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second, self._text = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        return f"{self._text},{int((now - second) * 1000):03d}"
+
+
+_CLOCK = _Clock()
+
+
+def request_line(logger: logging.Logger, message: str) -> None:
+    """Log one INFO request line: straight into the log file when that is the only place
+    lines go (as quickstart runs the servers), the same text ``FORMAT`` gives, without a
+    LogRecord, filters or a formatter; through ``logger`` otherwise (stderr too, or tests)."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    handlers = logging.getLogger().handlers
+    if len(handlers) == 1 and type(handlers[0]) is LogFile and not logger.handlers and logger.propagate:
+        handlers[0].write_line(f"{_CLOCK.now()} {os.getpid()} INFO {logger.name}: {message}\n")
+    else:
+        logger.info("%s", message)
 
 
 def setup_logging(log_config: dict[str, Any], to_stderr: bool = True) -> None:

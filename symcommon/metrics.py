@@ -24,6 +24,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = self.counter("requests", "HTTP requests answered", ["route", "method", "status"])
         self.latency = self.histogram("request_seconds", "Time to answer an HTTP request", ["route"])
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def counter(self, name: str, documentation: str, labels: list[str] | None = None) -> Counter:
         return Counter(f"{self.prefix}_{name}", documentation, labels or [], registry=self.registry)
@@ -39,8 +40,15 @@ class Metrics:
 
     def observe_request(self, path: str, method: str, status: int, seconds: float) -> None:
         route = path if path in KNOWN_ROUTES else "other"
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:  # labels() looks its child up under a lock: once per kind of request
+            if len(self._children) > 1000:  # (methods are the client's choice: stay bounded)
+                self._children.clear()
+            children = self._children[key] = (self.requests.labels(route, method, str(status)),
+                                              self.latency.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -22,6 +22,10 @@ ENTRY_SIZE, ENTRY_RENDERED = itemgetter(2), itemgetter(3)
 #: Bytes the entries of one cache may hold (two generations of at most half each).
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 ENTRY_OVERHEAD = 200  # a key, a tuple, a FrameInfo and two dict slots, roughly
+#: Frames whose names are longer are not rendered ahead (``render``): a rendering is a copy
+#: of the names, while values share them, and a few thousand frames of 64 KiB names would
+#: copy hundreds of MB; such frames are answered by the handlers.
+MAX_RENDERED_SIZE = 4096
 
 
 def value_size(value: Any) -> int:
@@ -42,7 +46,7 @@ class _Generation:
     """Entries grouped by the key's first part (its module): ``groups[module][offset]``, so
     that the frames of one module are looked up by offset alone, one ``map`` in C."""
 
-    __slots__ = ("groups", "count", "bytes", "first_expiry", "largest")
+    __slots__ = ("groups", "count", "bytes", "first_expiry", "largest", "unrendered")
 
     def __init__(self) -> None:
         self.groups: dict[Any, dict[Any, Entry]] = {}
@@ -52,6 +56,7 @@ class _Generation:
         #: entries come, so a warm lookup need not look at every entry's).
         self.first_expiry = float("inf")
         self.largest = 0
+        self.unrendered = 0  # entries put without a rendering (ever: a bound, not a count)
 
     def get(self, key: tuple[Any, Any]) -> Entry | None:
         group = self.groups.get(key[0])
@@ -72,6 +77,8 @@ class _Generation:
             self.first_expiry = entry[0]
         if entry[2] > self.largest:
             self.largest = entry[2]
+        if entry[3] is None:
+            self.unrendered += 1
 
     def pop(self, key: tuple[Any, Any]) -> Entry | None:
         group = self.groups.get(key[0])
@@ -163,15 +170,13 @@ class RecentFrames:
             return None
         self._follow_clears()
         young = self._young
-        entries = list(map(young.groups.get(module, _NO_GROUP).get, offsets))
-        if None in entries or (young.first_expiry <= time.monotonic()
-                               and entries and min(map(_EXPIRY, entries)) <= time.monotonic()):
+        try:  # (a miss raises: no None to look for among the entries)
+            entries = list(map(young.groups.get(module, _NO_GROUP).__getitem__, offsets))
+        except (KeyError, TypeError):
             return None
-        return entries  # type: ignore[return-value]
-
-    def largest_young(self) -> int:
-        """No entry of the young generation is bigger than this (see :func:`value_size`)."""
-        return self._young.largest
+        if young.first_expiry <= time.monotonic() and entries and min(map(_EXPIRY, entries)) <= time.monotonic():
+            return None
+        return entries
 
     def young_entries_each(self, modules: Any, offsets: Any) -> list[Entry] | None:
         """:meth:`young_entries` for frames of several modules, ``modules[i]`` for ``offsets[i]``."""
@@ -180,9 +185,11 @@ class RecentFrames:
         self._follow_clears()
         young = self._young
         groups = young.groups
-        entries = [groups.get(module, _NO_GROUP).get(offset) for module, offset in zip(modules, offsets)]
-        if None in entries or (young.first_expiry <= time.monotonic()
-                               and entries and min(map(_EXPIRY, entries)) <= time.monotonic()):
+        try:
+            entries = [groups.get(module, _NO_GROUP)[offset] for module, offset in zip(modules, offsets)]
+        except (KeyError, TypeError):
+            return None
+        if young.first_expiry <= time.monotonic() and entries and min(map(_EXPIRY, entries)) <= time.monotonic():
             return None
         return entries  # type: ignore[return-value]
 
@@ -193,20 +200,56 @@ class RecentFrames:
                 self._clears_seen = clears
                 self._clear()
 
-    def put_many(self, values: dict[Any, Any]) -> None:
+    def rendered_stacks(self, columns: Any, groups: list[Any], max_bytes: int) -> list[list[Any]] | None:
+        """The renderings of a job's frames, stack by stack, when every frame is in the young
+        generation with a rendering (see ``render``) and the renderings' frames hold at most
+        ``max_bytes`` of names; else None. ``columns``: the job's stacks as (module indexes,
+        offsets); ``groups[i]``: the key group of module index ``i`` (None: not warm).
+
+        The warm path of a request: a stack of one module is one ``map`` of a dict's ``get``
+        over its offsets, in C, and the rest a few passes in C too.
+        """
+        stacks = []
+        frames = 0
+        for indexes, offsets in columns:
+            if not indexes:
+                stacks.append([])
+                continue
+            used = set(indexes)
+            if min(used) < 0:
+                return None
+            if len(used) == 1:
+                entries = self.young_entries(groups[indexes[0]], offsets)
+            else:
+                entries = self.young_entries_each([groups[index] for index in indexes], offsets)
+            if entries is None:
+                return None
+            frames += len(entries)
+            stacks.append(entries)
+        # (an entry's size counts more than its names: over the bound by sizes is not yet over)
+        if frames * self._young.largest > max_bytes and \
+                sum(sum(map(ENTRY_SIZE, entries)) for entries in stacks) > max_bytes:
+            return None
+        if self._young.unrendered and any(entry[3] is None for entries in stacks for entry in entries):
+            return None  # cached without a rendering
+        return [list(map(ENTRY_RENDERED, entries)) for entries in stacks]
+
+    def put_many(self, values: dict[Any, Any], render: Callable[[Any, Any], Any] | None = None) -> None:
+        """Cache ``values``; ``render``: instead of the cache's own (see ``__init__``)."""
         if not self.max_entries or not values:
             return
         expires = time.monotonic() + self.max_age
         items = iter(values.items())
         if len(values) > self.max_entries:  # the first ones would be rotated out by the last ones
             items = itertools.islice(items, len(values) - self.max_entries, None)
-        render = self.render
+        render = render or self.render
         for key, value in items:
-            if render is None:
-                self._add_young(key, (expires, value, value_size(value), None))
+            size = value_size(value)
+            if render is None or size > MAX_RENDERED_SIZE:
+                self._add_young(key, (expires, value, size, None))
             else:
                 rendered = render(key, value)  # a tuple of bytes, counted with the entry
-                self._add_young(key, (expires, value, value_size(value) + sum(map(len, rendered)), rendered))
+                self._add_young(key, (expires, value, size + sum(map(len, rendered)), rendered))
 
     def _add_young(self, key: Any, entry: Entry) -> None:
         young = self._young

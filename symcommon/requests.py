@@ -51,7 +51,7 @@ BIG_ANSWER_FRAMES = 20_000
 
 
 def frame_total(jobs: list[Job]) -> int:
-    return sum(len(stack) for job in jobs for stack in job.stacks)
+    return sum(job.frame_count() for job in jobs)
 
 
 #: A JSON string (escapes included), so the brackets inside strings can be left out of a count.
@@ -87,10 +87,22 @@ class Job:
     """One set of stacks and the modules they refer to (v4 requests are one job)."""
 
     memory_map: tuple[MemoryMapEntry, ...]
-    stacks: tuple[tuple[tuple[int, int], ...], ...]  # (module index or -1, offset)
-    #: The same stacks as columns, (module indexes, offsets) each, for SymServer's warm path;
-    #: None when a stack had to be checked frame by frame.
+    #: The stacks as frames (see :attr:`stacks`); None until asked for when ``columns`` hold them.
+    pairs: tuple[tuple[tuple[int, int], ...], ...] | None
+    #: The same stacks as columns, (module indexes, offsets) each, for the warm lane (which
+    #: needs no frame tuples); None when a stack had to be checked frame by frame.
     columns: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] | None = None
+
+    @property
+    def stacks(self) -> tuple[tuple[tuple[int, int], ...], ...]:
+        """Each stack's frames, (module index or -1, offset)."""
+        if self.pairs is None:
+            object.__setattr__(self, "pairs", tuple(tuple(zip(*columns)) for columns in self.columns or ()))
+        return self.pairs  # type: ignore[return-value]
+
+    def frame_count(self) -> int:
+        return sum(len(stack) for stack in self.pairs) if self.pairs is not None else \
+            sum(len(indexes) for indexes, _ in self.columns or ())
 
     def frames(self) -> set[tuple[int, int]]:
         """The distinct (module index, offset) pairs to look up, without index -1."""
@@ -154,11 +166,14 @@ def parse_job(body: Any, where: str = "", limits: Limits = Limits(), frames_befo
             raise RequestError(f"{where}stacks[{stack_index}]: expected a list of frames")
         checked = _frame_columns(stack, len(memory_map))
         if checked is not None:
-            stacks.append(tuple(zip(*checked)))
             if columns is not None:
                 columns.append(checked)
+            else:
+                stacks.append(tuple(zip(*checked)))
             continue
-        columns = None
+        if columns is not None:  # a stack checked frame by frame: the job keeps frames, not columns
+            stacks = [tuple(zip(*done)) for done in columns]
+            columns = None
         # Something is wrong: find the first bad frame and say what is wrong with it.
         frames = []
         for frame_index, frame in enumerate(stack):
@@ -174,7 +189,9 @@ def parse_job(body: Any, where: str = "", limits: Limits = Limits(), frames_befo
                 raise RequestError(f"{place}: offset {_describe(offset)} is not an integer from 0 to 2^64-1")
             frames.append((module_index, offset))
         stacks.append(tuple(frames))
-    return Job(tuple(memory_map), tuple(stacks), None if columns is None else tuple(columns))
+    if columns is not None:
+        return Job(tuple(memory_map), None, tuple(columns))
+    return Job(tuple(memory_map), tuple(stacks))
 
 
 def _frame_columns(stack: list, modules: int) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
@@ -225,8 +242,8 @@ def parse_v5(body: Any, limits: Limits = Limits()) -> list[Job]:
         frames = stacks = 0
         for index, job in enumerate(jobs):
             parsed.append(parse_job(job, f"jobs[{index}].", limits, frames, stacks))
-            frames += sum(len(stack) for stack in parsed[-1].stacks)
-            stacks += len(parsed[-1].stacks)
+            frames += parsed[-1].frame_count()
+            stacks += len(parsed[-1].pairs if parsed[-1].pairs is not None else parsed[-1].columns or ())
         return parsed
     return [parse_job(body, limits=limits)]
 

@@ -107,7 +107,7 @@ def rendered_frame(debug_file: str, code_file: str | None, offset: int, info: Fr
 _V4, _V5 = itemgetter(0), itemgetter(1)
 
 
-def _used_modules(job: Job) -> set[int]:
+def used_modules(job: Job) -> set[int]:
     """The memoryMap indexes the job's frames refer to."""
     if job.columns is not None:
         return set().union(*(indexes for indexes, _ in job.columns))
@@ -119,7 +119,7 @@ def v4_body_rendered(job: Job, stacks: list[list[tuple[bytes, bytes]]], version:
     encoded = b", ".join([b"[" + b", ".join(map(_V4, stack)) + b"]" for stack in stacks])
     if version == 3:
         return b"[" + encoded + b"]"
-    used = _used_modules(job)
+    used = used_modules(job)
     known = [index in used for index in range(len(job.memory_map))]
     return b'{"symbolicatedStacks": [' + encoded + b'], "knownModules": ' + _spaced_booleans(known) + b"}"
 
@@ -138,7 +138,7 @@ def v5_body_rendered(jobs: list[Job], stacks_per_job: list[list[list[tuple[bytes
     """:func:`v5_body` for jobs whose every frame was found, from :func:`rendered_frame`'s."""
     results = []
     for job, stacks in zip(jobs, stacks_per_job):
-        used = _used_modules(job)
+        used = used_modules(job)
         found: dict[str, bool | None] = {}
         for index, entry in enumerate(job.memory_map):
             found[entry.label] = True if index in used else None

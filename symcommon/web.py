@@ -21,7 +21,8 @@ from symcommon import jsonio
 from symcommon.connections import (ConnectionLimits, GuardedHTTPServer, connection_cap,
                                    raise_descriptor_limit)
 from symcommon.fastlane import WarmLane
-from symcommon.logs import printable
+from symcommon.logs import printable, request_line
+from symcommon.responses import v4_body_rendered, v5_body_rendered
 from symcommon.metrics import record_request
 from symcommon.requests import (BIG_ANSWER_FRAMES, BIG_BODY_BYTES, DebugRequest, Job, Limits, RequestError,
                                 check_body_counts, frame_total, parse_debug, parse_v4, parse_v5)
@@ -404,9 +405,40 @@ def log_request_line(settings: dict[str, Any], request_id: str, method: str, pat
                      seconds: float) -> None:
     """:func:`log_request` for a request answered by the warm lane, and for the handlers."""
     record_request(settings, path, method, status, seconds)
-    level = logging.INFO if status < 500 else logging.ERROR
-    log.log(level, "request id=%s %s %s %d %.1fms", request_id, method, printable(path, 100), status,
-            1000 * seconds)
+    shown = path if path in WARM_LANE_PATHS else printable(path, 100)
+    if status < 500:
+        request_line(log, f"request id={request_id} {method} {shown} {status} {1000 * seconds:.1f}ms")
+    else:
+        log.error("request id=%s %s %s %d %.1fms", request_id, method, shown, status, 1000 * seconds)
+
+
+WarmJobs = Callable[[list[Job]], "list[list[list[tuple[bytes, bytes]]]] | None"]
+
+
+def warm_api_answer(warm_jobs: WarmJobs, limits: Limits,
+                    v4_warm: Callable[[], bool] = lambda: True) -> Callable[[str, bytes, Any], bytes | None]:
+    """The warm lane's answer for either server (see :mod:`symcommon.fastlane`): a v3/v4/v5
+    request whose jobs ``warm_jobs`` answers from frames rendered when cached; None for
+    anything else (a debug request or header, ``v4_warm()`` false, a frame not warm, an invalid
+    or big request), which the handlers then answer, errors worded as ever."""
+
+    def answer(path: str, body: bytes, headers: tornado.httputil.HTTPHeaders) -> bytes | None:
+        try:
+            value = decode_body(body, limits)
+            if path == "/symbolicate/v5":
+                if wants_debug(headers):
+                    return None
+                jobs = parse_v5(value, limits)
+                warm = warm_jobs(jobs) if frame_total(jobs) <= BIG_ANSWER_FRAMES else None
+                return None if warm is None else v5_body_rendered(jobs, warm)
+            if not v4_warm() or parse_debug(value) is not None:
+                return None
+            version, job = parse_v4(value, None if path == "/" else 4, limits)
+            warm = warm_jobs([job]) if frame_total([job]) <= BIG_ANSWER_FRAMES else None
+            return None if warm is None else v4_body_rendered(job, warm[0], version)
+        except (RequestError, ApiError):
+            return None  # the handlers word the error
+    return answer
 
 
 #: The API paths whose POSTs the warm lane (``warm_answer`` in the settings) sees first.

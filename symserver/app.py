@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import tornado.web
-from tornado.httputil import HTTPHeaders
 
 from symcommon import requests as api
-from symcommon.requests import BIG_ANSWER_FRAMES, frame_total
-from symcommon.responses import v4_body, v4_body_rendered, v5_body, v5_body_rendered
+from symcommon.responses import v4_body, v5_body
 from symcommon.prefork import SharedState
-from symcommon.web import (ApiError, JsonHandler, OriginalProtocolHandler, decode_body, protocol_application,
-                           wants_debug)
+from symcommon.web import (ApiError, JsonHandler, OriginalProtocolHandler, protocol_application, wants_debug,
+                           warm_api_answer)
 from symserver.diskcache_client import DiskCacheUnavailable
 from symserver.framecache import frame_key
 from symserver.symbolicate import Outcome, Symbolicator, frame_key_of
@@ -115,36 +113,6 @@ class UiHandler(tornado.web.RequestHandler):
         self.finish(self.page)
 
 
-def warm_answer(symbolicator: Symbolicator, state: SymServerState,
-                limits: api.Limits) -> Callable[[str, bytes, HTTPHeaders], bytes | None]:
-    """The warm lane's answer (see :mod:`symcommon.fastlane`): a v3/v4/v5 request whose every
-    frame is in the recent-frames LRU, answered from it; None for anything else (a debug
-    request or header, ``outputCacheHits``, a frame not warm, an invalid or big request),
-    which the handlers above then answer."""
-
-    def answer(path: str, body: bytes, headers: HTTPHeaders) -> bytes | None:
-        try:
-            value = decode_body(body, limits)
-            if path == "/symbolicate/v5":
-                if wants_debug(headers):
-                    return None
-                jobs = api.parse_v5(value, limits)
-                if frame_total(jobs) > BIG_ANSWER_FRAMES:
-                    return None
-                warm = symbolicator.warm_jobs(jobs)
-                return None if warm is None else v5_body_rendered(jobs, warm)
-            if state.output_cache_hits or api.parse_debug(value) is not None:
-                return None
-            version, job = api.parse_v4(value, None if path == "/" else 4, limits)
-            if frame_total([job]) > BIG_ANSWER_FRAMES:
-                return None
-            warm = symbolicator.warm_jobs([job])
-            return None if warm is None else v4_body_rendered(job, warm[0], version)
-        except (api.RequestError, ApiError):
-            return None  # the handlers word the error
-    return answer
-
-
 def make_app(section: dict[str, Any], symbolicator: Symbolicator,
              shared: SharedState | None = None) -> tornado.web.Application:
     state = SymServerState(shared or SharedState())
@@ -152,4 +120,5 @@ def make_app(section: dict[str, Any], symbolicator: Symbolicator,
     return protocol_application(section, V4Handler, V5Handler, HeartbeatHandler,
                                 extra_routes=[(r"/ui", UiHandler)], cors=True,
                                 symbolicator=symbolicator, state=state, metrics=symbolicator.metrics,
-                                warm_answer=warm_answer(symbolicator, state, limits))
+                                warm_answer=warm_api_answer(symbolicator.warm_jobs, limits,
+                                                            lambda: not state.output_cache_hits))

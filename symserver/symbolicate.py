@@ -24,7 +24,7 @@ from symcommon.modules import ModuleId
 from symcommon.requests import BIG_ANSWER_FRAMES, Job
 from symcommon.responses import JobAnswers, ModuleAnswer, bound_answers, rendered_frame
 from symserver.diskcache_client import DiskCacheDown, DiskCacheUnavailable
-from symcommon.recentframes import ENTRY_RENDERED, ENTRY_SIZE, RecentFrames
+from symcommon.recentframes import RecentFrames
 from symserver.framecache import CachedFrame, FrameCache, frame_key
 from symserver.sharding import DiskCacheFleet
 
@@ -91,37 +91,12 @@ class Symbolicator:
 
     def warm_stacks(self, job: Job) -> list[list[tuple[bytes, bytes]]] | None:
         """Each stack's frames as :func:`~symcommon.responses.rendered_frame` encoded them,
-        when every frame is in the recent-frames LRU's young generation, belongs to a module
-        and the answer needs no shortening; else None (:meth:`symbolicate` answers it).
-
-        The warm path of a request: a stack of one module is one ``map`` of a dict's ``get``
-        over its offsets, in C; the rest is a few passes in C too.
-        """
+        when every frame is warm (see :meth:`RecentFrames.rendered_stacks`); else None, and
+        :meth:`symbolicate` answers the request."""
         if job.columns is None:
             return None
-        names = [str(entry.module) for entry in job.memory_map]
-        stacks = []
-        frames = 0
-        for indexes, offsets in job.columns:
-            if not indexes:
-                stacks.append([])
-                continue
-            used = set(indexes)
-            if min(used) < 0:
-                return None
-            if len(used) == 1:
-                entries = self.recent.young_entries(names[indexes[0]], offsets)
-            else:
-                entries = self.recent.young_entries_each([names[index] for index in indexes], offsets)
-            if entries is None:
-                return None
-            frames += len(entries)
-            stacks.append(entries)
-        # The answer's names fit in maxAnswerMB (an entry's size counts more than its names)?
-        if frames * self.recent.largest_young() > self.max_answer_bytes and \
-                sum(sum(map(ENTRY_SIZE, entries)) for entries in stacks) > self.max_answer_bytes:
-            return None
-        return [list(map(ENTRY_RENDERED, entries)) for entries in stacks]
+        return self.recent.rendered_stacks(job.columns, [str(entry.module) for entry in job.memory_map],
+                                           self.max_answer_bytes)
 
     def warm_jobs(self, jobs: list[Job]) -> list[list[list[tuple[bytes, bytes]]]] | None:
         """:meth:`warm_stacks` of every job, or None if one is not warm; counted when answered."""

@@ -66,6 +66,7 @@ def test_a_bad_frame_is_refused_with_its_place(stack):
 def test_columns_hold_the_same_frames():
     job = parse_job({"memoryMap": [["a.pdb", "AB"], ["b.pdb", "CD"]],
                      "stacks": [[[0, 5], [-1, 7], [1, 2**64 - 1]], [], [[1, 0]]]})
+    assert job.pairs is None  # frames are made from the columns when asked for
     assert job.stacks == (((0, 5), (-1, 7), (1, 2**64 - 1)), (), ((1, 0),))
     assert job.columns == (((0, -1, 1), (5, 7, 2**64 - 1)), ((), ()), ((1,), (0,)))
 
@@ -248,3 +249,17 @@ def test_lane_and_handlers_share_a_keep_alive_connection(warm_trio):
             received += chunk
     head, _, content = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and content == answers[0][1]
+
+
+def test_frames_with_long_names_are_not_rendered_ahead():
+    from symcommon.recentframes import MAX_RENDERED_SIZE, RecentFrames
+
+    recent = RecentFrames(1000, 60, render=lambda key, value: (b"v4", b"v5"))
+    short, long = FrameInfo("f", 0), FrameInfo("g" * MAX_RENDERED_SIZE, 0)
+    recent.put_many({("m", 1): short, ("m", 2): long})
+    columns = (((0, 0), (1, 1)),)
+    assert recent.rendered_stacks(columns, ["m"], 10**9) == [[(b"v4", b"v5"), (b"v4", b"v5")]]
+    assert recent.rendered_stacks((((0, 0), (1, 2)),), ["m"], 10**9) is None  # a copy of 4 KB of names: not made
+    assert recent.rendered_stacks((((0, 0), (1, 3)),), ["m"], 10**9) is None  # not cached
+    assert recent.rendered_stacks(columns, ["m"], 100) is None  # over the answer's bound
+    assert recent.get_many([("m", 2)]) == {("m", 2): long}  # the handlers still find it
