@@ -298,9 +298,16 @@ class SymbolTable:
             self.stats: dict[str, Any] = directory.get("stats", {})
             #: the identity (path, size, mtime_ns) of the local file the table was made from
             self.source: dict[str, Any] | None = directory.get("source")
-            tables = {name: _SortedTable(view, directory["tables"][name], dir_offset, lru,
+            entries = directory["tables"]
+            tables = {name: _SortedTable(view, entries[name], dir_offset, lru,
                                          NAME_PAGE_CACHE_SIZE if name in ("files", "origins") else PAGE_CACHE_SIZE)
-                      for name in fmt.TABLE_NAMES}
+                      for name in ("funcs", "files", "origins")}
+            if not isinstance(entries["publics"], dict):
+                raise TypeError("the publics entry is not an object")
+            # PUBLICs are read only for an offset no FUNC covers: their index is inflated
+            # then (see __getattr__), not at every open (a quarter of opening a small table)
+            self._lazy_publics = (view, entries["publics"], dir_offset, lru)
+            self._publics_lock = threading.Lock()
         except (ValueError, KeyError, TypeError) as error:
             raise fmt.TableFormatError(f"bad directory: {error}") from error
         self.path = path
@@ -308,7 +315,6 @@ class SymbolTable:
         self.size = len(view)
         self._buffer = buffer
         self._funcs = tables["funcs"]
-        self._publics = tables["publics"]
         self._files = tables["files"]
         self._origins = tables["origins"]
         self._block = _Cached(self._parse_block, lru, _block_size, BLOCK_CACHE_SIZE)
@@ -322,9 +328,21 @@ class SymbolTable:
         the cyclic GC frees; without this, a DiskCache fetching many modules held their
         pages until it ran.  Lookups still in flight keep working (they inflate again).
         """
-        for cache in (self._block, self._file_name, self._origin_name, *(table._page for table in
-                      (self._funcs, self._publics, self._files, self._origins))):
+        tables = (self._funcs, self.__dict__.get("_publics"), self._files, self._origins)
+        for cache in (self._block, self._file_name, self._origin_name,
+                      *(table._page for table in tables if table is not None)):
             cache.cache_clear()
+
+    def __getattr__(self, name: str) -> Any:
+        """``_publics``, inflated when first needed (may raise :class:`TableFormatError`)."""
+        lazy = self.__dict__.get("_lazy_publics") if name == "_publics" else None
+        if lazy is None:
+            raise AttributeError(name)
+        with self._publics_lock:  # one index (and one set of cached pages) per table
+            publics = self.__dict__.get("_publics")
+            if publics is None:
+                publics = self._publics = _SortedTable(*lazy)
+        return publics
 
     @classmethod
     def open(cls, path: Path, cache: ByteLRU | None = None) -> SymbolTable:

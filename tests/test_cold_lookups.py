@@ -231,3 +231,28 @@ def test_lookups_in_odd_blocks_agree_with_the_reference(monkeypatch):
     for offset in sorted(offsets):
         found = table.lookup(offset)
         assert (None if found is None else found.as_dict()) == reference.lookup(offset), hex(offset)
+
+
+def test_the_public_index_is_inflated_only_when_a_lookup_needs_it():
+    """Opening a table inflated all four indexes; most lookups land in a FUNC, and the
+    PUBLIC index was a quarter of opening a small table.  A damaged PUBLIC index is then
+    found by the lookup that needs it (the DiskCache evicts the table on that error)."""
+    import json
+
+    text = (b"MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 p.so\nFILE 0 a.c\n"
+            b"FUNC 1000 10 0 f\n1000 10 1 0\nPUBLIC 2000 0 p\n")
+    sink = io.BytesIO()
+    process_symbol_file(io.BytesIO(text), sink)
+    data = bytearray(sink.getvalue())
+    table = SymbolTable(bytes(data))
+    assert table.lookup(0x1004).function == "f"
+    assert "_publics" not in table.__dict__
+    assert table.lookup(0x2004).function == "p" and "_publics" in table.__dict__
+    offset, length = tableformat.check_header(data, len(data))
+    chunk = json.loads(data[offset:offset + length])["tables"]["publics"]["keys"][1][0]
+    data[chunk[0]:chunk[0] + chunk[1]] = b"\xff" * chunk[1]
+    damaged = SymbolTable(bytes(data))
+    assert damaged.lookup(0x1004).function == "f"
+    with pytest.raises(tableformat.TableFormatError):
+        damaged.lookup(0x2004)
+    damaged.release_caches()
