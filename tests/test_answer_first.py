@@ -74,7 +74,14 @@ def agree(text: bytes, path: Path, offsets: list[int] | None = None) -> int:
 
 
 @pytest.mark.parametrize("fixture", sorted(FIXTURES.rglob("*.sym")), ids=lambda path: path.parent.parent.name)
-def test_every_fixture_is_answered_as_its_table_answers(fixture, tmp_path):
+@pytest.mark.parametrize("targeted,chunk", [(0, 1 << 22), (64, 37)], ids=["names_by_parser", "names_by_id_small_reads"])
+def test_every_fixture_is_answered_as_its_table_answers(fixture, tmp_path, targeted, chunk, monkeypatch):
+    from diskcache import rawlookup
+
+    monkeypatch.setattr(rawlookup, "TARGETED_IDS", targeted)  # both ways of reading the names
+    monkeypatch.setattr(rawlookup, "CHUNK_BYTES", chunk)  # reads ending anywhere, and
+    monkeypatch.setattr(rawlookup, "MATCH_WINDOW", chunk // 2)  # windows of a line or two
+    monkeypatch.setattr(rawlookup, "NAMES_CHUNK_BYTES", chunk)
     text = fixture.read_bytes()
     assert agree(text, tmp_path / "fixture.sym") >= 4
     assert agree(text.replace(b"\n", b"\r\n"), tmp_path / "crlf.sym") >= 4
@@ -89,6 +96,9 @@ def test_random_modules_with_overlaps_unsorted_blocks_and_duplicates(seed, chaos
     # PUBLICs out of address order are looked up by passes, then in sorted runs: tiny runs here
     monkeypatch.setattr(_RawPublics, "RUN_RECORDS", 3 + seed)
     monkeypatch.setattr(_RawPublics, "UNSORTED_LOOKUPS", 2 * seed)
+    monkeypatch.setattr("diskcache.rawlookup.TARGETED_IDS", 64 if seed % 2 else 0)
+    monkeypatch.setattr("diskcache.rawlookup.CHUNK_BYTES", 1000 + 777 * seed)
+    monkeypatch.setattr("diskcache.rawlookup.MATCH_WINDOW", 100 * seed + 1)
     text = random_module(seed=200 + seed, funcs=150, chaos=chaos)
     rng = random.Random(seed)
     reference = ReferenceModule.from_bytes(text)
