@@ -24,11 +24,12 @@ from diskcache.lru import open_existing
 from diskcache.symfile import BlockColumns, func_block_columns
 from symcommon.frames import FrameInfo, InlineFrame
 
-PAGE_CACHE_SIZE = 16  # inflated 64 KiB pages kept per sorted table: about 1 MB
-#: The FILE and INLINE_ORIGIN tables are read at random (each function names its own files),
-#: so they keep more pages: all of them for a module up to a few hundred MB (the 74 MB
-#: module's are 45 and 36 pages; at 16, a cold batch of 3,000 lookups inflated 2,900).
-NAME_PAGE_CACHE_SIZE = 128
+#: Inflated 64 KiB pages one sorted table may keep (64 MB; the shared ByteLRU bounds them
+#: all, 128 MB in the DiskCache).  It was 16: the FILE and INLINE_ORIGIN tables are read at
+#: random (a cold batch of 3,000 lookups in the 74 MB module inflated 2,900 of their pages),
+#: and a second batch of other addresses in the same module (a second profile of the same
+#: build) inflated again nearly every FUNC page the first had.
+PAGE_CACHE_SIZE = 1024
 _tokens = itertools.count(1)
 BLOCK_CACHE_SIZE = 512
 NAME_CACHE_SIZE = 4096
@@ -149,8 +150,7 @@ def _block_size(value: tuple[str, BlockColumns]) -> int:
 class _SortedTable:
     """One sorted u64 -> bytes table of the file: its index inflated, its pages in the map."""
 
-    def __init__(self, view: memoryview, entry: dict[str, Any], limit: int, lru: ByteLRU,
-                 cached_pages: int = PAGE_CACHE_SIZE) -> None:
+    def __init__(self, view: memoryview, entry: dict[str, Any], limit: int, lru: ByteLRU) -> None:
         try:
             count = int(entry["count"])
             page_count = int(entry["page_count"])
@@ -177,7 +177,7 @@ class _SortedTable:
         if count and max(pages) >= page_count:
             raise fmt.TableFormatError("value in a page that does not exist")
         self._view = view
-        self._page = _Cached(self._inflate, lru, _page_size, cached_pages)
+        self._page = _Cached(self._inflate, lru, _page_size, PAGE_CACHE_SIZE)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -299,9 +299,7 @@ class SymbolTable:
             #: the identity (path, size, mtime_ns) of the local file the table was made from
             self.source: dict[str, Any] | None = directory.get("source")
             entries = directory["tables"]
-            tables = {name: _SortedTable(view, entries[name], dir_offset, lru,
-                                         NAME_PAGE_CACHE_SIZE if name in ("files", "origins") else PAGE_CACHE_SIZE)
-                      for name in ("funcs", "files", "origins")}
+            tables = {name: _SortedTable(view, entries[name], dir_offset, lru) for name in ("funcs", "files", "origins")}
             if not isinstance(entries["publics"], dict):
                 raise TypeError("the publics entry is not an object")
             # PUBLICs are read only for an offset no FUNC covers: their index is inflated

@@ -256,3 +256,25 @@ def test_the_public_index_is_inflated_only_when_a_lookup_needs_it():
     with pytest.raises(tableformat.TableFormatError):
         damaged.lookup(0x2004)
     damaged.release_caches()
+
+
+def test_a_second_batch_on_an_open_table_reuses_the_pages_of_the_first(monkeypatch):
+    """A second profile of the same build asks other addresses of the same modules: the
+    pages the first batch inflated are still there (the shared cache bounds the bytes; a
+    table kept only its last 16 pages, so the second batch inflated nearly all again)."""
+    monkeypatch.setattr(tableformat, "PAGE_TARGET_BYTES", 8 * 1024)
+    table = table_of(big_module(), ByteLRU(128 * MB))
+    inflated: Counter[str] = Counter()
+    funcs = table._funcs
+    inflate = funcs._inflate
+
+    def counting(page: int) -> bytes:
+        inflated["funcs"] += 1
+        return inflate(page)
+    funcs._page._function = counting
+    first = [0x1000 + n * 0x100 + 0x10 for n in range(0, 4000, 2)]
+    second = [0x1000 + n * 0x100 + 0x30 for n in range(1, 4000, 2)]
+    assert all(table.lookup(offset) is not None for offset in first)
+    assert inflated["funcs"] == len(funcs._spans) // 2 > 40
+    assert all(table.lookup(offset) is not None for offset in second)
+    assert inflated["funcs"] == len(funcs._spans) // 2
