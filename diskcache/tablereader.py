@@ -299,7 +299,8 @@ class SymbolTable:
             #: the identity (path, size, mtime_ns) of the local file the table was made from
             self.source: dict[str, Any] | None = directory.get("source")
             entries = directory["tables"]
-            tables = {name: _SortedTable(view, entries[name], dir_offset, lru) for name in ("funcs", "files", "origins")}
+            tables = {name: _SortedTable(view, entries[name], dir_offset, lru)
+                      for name in ("funcs", "files", "origins")}
             if not isinstance(entries["publics"], dict):
                 raise TypeError("the publics entry is not an object")
             # PUBLICs are read only for an offset no FUNC covers: their index is inflated
