@@ -127,7 +127,7 @@ class RawIndex:
     """Where a .sym file's FUNC and PUBLIC lines are, ordered as the table orders them."""
 
     path: Path
-    size: int
+    size: int | None
     module: dict[str, Any]
     func_keys: array = field(default_factory=lambda: array("I"))
     func_sizes: array = field(default_factory=lambda: array("I"))
@@ -145,10 +145,8 @@ class RawIndex:
 class _Scan:
     """One pass over the file, a buffer at a time (see the module docstring)."""
 
-    def __init__(self, path: Path, size: int, expected_debug_id: str | None) -> None:
-        position_code = "I" if size < 1 << 32 else "Q"
-        self.index = RawIndex(path, size, {}, func_lines=array(position_code),
-                              public_lines=array(position_code))
+    def __init__(self, path: Path, size: int | None, expected_debug_id: str | None) -> None:
+        self.index = RawIndex(path, size, {})
         self.expected = expected_debug_id
         self.header = _Parser(_Writer())  # MODULE and INFO lines go through it, in file order
         self.lines = _Parser(_Writer())  # FUNC and PUBLIC lines not in the strict form
@@ -193,14 +191,14 @@ class _Scan:
             funcs = [(at, address, size) for at, kind, address, size, _, _ in found if kind == _STRICT_FUNC]
             self._extend("func_keys", [int(address, 16) for _, address, _ in funcs])
             self._extend("func_sizes", [int(size, 16) for _, _, size in funcs])
-        index.func_lines.extend([base + at for at, _, _ in funcs])
+        self._extend("func_lines", [base + at for at, _, _ in funcs])
         if _OTHER_PUBLIC in kinds:
             publics = self._each_line(buffer, start, length, b"PUBLIC")
             self._extend("public_keys", [address for _, address, _ in publics])
         else:
             publics = [(at, address, None) for at, kind, _, _, address, _ in found if kind == _STRICT_PUBLIC]
             self._extend("public_keys", [int(address, 16) for _, address, _ in publics])
-        index.public_lines.extend([base + at for at, _, _ in publics])
+        self._extend("public_lines", [base + at for at, _, _ in publics])
         if _NAME_RUN in kinds or _HEADER in kinds:
             for at, kind, _, _, _, end in found:
                 if kind == _NAME_RUN:
@@ -241,14 +239,15 @@ class _Scan:
         return found
 
 
-def scan(path: Path, expected_debug_id: str | None = None) -> RawIndex:
-    """Index the FUNC and PUBLIC lines of the .sym file at ``path``.
+def scan(path: Path, expected_debug_id: str | None = None, source: Any = None) -> RawIndex:
+    """Index the FUNC and PUBLIC lines of the .sym file at ``path``; ``source``: what to
+    read it from instead (a download still arriving: anything with ``readinto``, which
+    returns 0 only at the end of the complete file).
 
     Raises :class:`NotASymbolFile`, :class:`ModuleMismatch` (as soon as the MODULE line
     names another debug id) and :class:`NeedsTable`."""
-    with open(path, "rb") as text:
-        size = _file_size(text)
-        state = _Scan(path, size, expected_debug_id)
+    with (open(path, "rb") if source is None else source) as text:
+        state = _Scan(path, _file_size(text) if source is None else None, expected_debug_id)
         # One buffer, reused: the unfinished last line moves to its front, the next read
         # follows it (fresh 4 MB objects per read left a heap of twice the index).
         buffer = bytearray(1 + LONG_WINDOW + CHUNK_BYTES + 1)
@@ -277,6 +276,8 @@ def scan(path: Path, expected_debug_id: str | None = None) -> RawIndex:
             base += last
             filled = end - last
         view.release()
+    if source is not None:
+        state.index.size = os.stat(path).st_size  # complete now
     header = state.header
     if header.module is None:
         raise NotASymbolFile("the MODULE record is malformed")
@@ -591,12 +592,13 @@ class AnswerStats:
     answer_seconds: float
 
 
-def answer_from_sym(path: Path, offsets: Iterable[int], expected_debug_id: str | None = None
-                    ) -> tuple[dict[str, Any], dict[int, FrameInfo | None], AnswerStats]:
+def answer_from_sym(path: Path, offsets: Iterable[int], expected_debug_id: str | None = None,
+                    source: Any = None) -> tuple[dict[str, Any], dict[int, FrameInfo | None], AnswerStats]:
     """The module info and the answer for each offset, as the module's table would give
-    them; raises :class:`NotASymbolFile`, :class:`ModuleMismatch` or :class:`NeedsTable`."""
+    them; raises :class:`NotASymbolFile`, :class:`ModuleMismatch` or :class:`NeedsTable`.
+    ``source``: see :func:`scan` (the file at ``path`` is read again once it is complete)."""
     started = time.monotonic()
-    index = scan(path, expected_debug_id)
+    index = scan(path, expected_debug_id, source)
     scanned = time.monotonic()
     offsets = list(offsets)
     with open(path, "rb") as text:

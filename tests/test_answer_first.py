@@ -307,7 +307,7 @@ def test_a_worker_killed_while_answering_is_replaced_and_the_module_answered(mak
     assert response.status_code == 200
     frames = response.json()["results"][0]["stacks"][0]
     assert all("function" in frame for frame in frames[:-2])  # (the last two are outside every FUNC)
-    assert "asking another worker" in trio.logs()
+    assert "asking another worker" in trio.logs()  # (the worker answering while it arrived, or after)
 
 
 @pytest.mark.parametrize("variant", ["html", "truncated", "badgzip"])
@@ -334,5 +334,20 @@ def test_a_local_file_is_answered_from_and_its_local_table_built(make_trio, big_
     assert cold["debug"]["modules_processed"][0]["answered_from"] == "sym"
     assert kinds(trio) == []  # the .localtab is still being built
     assert wait_for(lambda: kinds(trio) == [".localtab"])
+    warm = trio.post(v5(module, offsets), path="/symbolicate/v5", server="DiskCache").json()
+    assert cold["results"] == warm["results"]
+
+
+def test_a_download_is_answered_from_while_it_arrives(make_trio, big_store):
+    """Dripping in (256-byte writes): the worker scans it as it comes, and answers at its end."""
+    store, module, path = big_store
+    trio = make_trio([store.url("drip/0")], ANSWER_FIRST)
+    offsets = some_offsets(path, 20)
+    cold = trio.post(v5(module, offsets), path="/symbolicate/v5", server="DiskCache",
+                     headers={"Debug": "true"}).json()
+    [processed] = cold["debug"]["modules_processed"]
+    assert processed["answered_from"] == "sym" and processed.get("while_downloading") is True
+    assert "while it arrived" in trio.logs()
+    assert wait_for(lambda: kinds(trio) == [".symtab"])
     warm = trio.post(v5(module, offsets), path="/symbolicate/v5", server="DiskCache").json()
     assert cold["results"] == warm["results"]
