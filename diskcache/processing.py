@@ -71,6 +71,8 @@ class _Worker:
             [sys.executable, "-m", "diskcache.worker", str(os.getpid()), str(retire_mb), str(nice)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment, cwd=PACKAGE_ROOT)
 
+    niced = False  # lowered by Processor.lower_priority
+
     def alive(self) -> bool:
         return self.process.poll() is None
 
@@ -111,6 +113,8 @@ class Processor:
         self._nice = nice
         # a thread per worker, and one per extra worker (see _process)
         self._threads = ThreadPoolExecutor(2 * workers, thread_name_prefix="processing")
+        # answers have threads of their own: they never wait behind files queued for workers
+        self._answer_threads = ThreadPoolExecutor(2 * workers, thread_name_prefix="answering")
         self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
         for _ in range(workers):
             self._idle.put(None)  # started on first use, or by warm_up
@@ -133,19 +137,21 @@ class Processor:
         self._started = [w for w in self._started if w.alive()] + [worker]
         return worker
 
-    def _take_worker(self) -> tuple[_Worker | None, bool]:
+    def _take_worker(self, answering: bool = False) -> tuple[_Worker | None, bool]:
         """A worker for a complete file, and whether it is an extra one.
 
         A worker following a slow download must not hold up files that are already here:
         while one is following, a file that finds no idle worker gets an extra worker
-        (at most one per following worker), which stops when done.
+        (at most one per following worker), which stops when done.  ``answering``: a request
+        waits for the answer, not for a table, so it never queues behind files being
+        processed: it gets an extra worker too (at most ``workers`` such extras at a time).
         """
         try:
             return self._idle.get_nowait(), False
         except queue.Empty:
             pass
         with self._lock:
-            if self._extras < self._following:
+            if self._extras < self._following + (self._workers if answering else 0):
                 self._extras += 1
                 while self._spares:
                     spare = self._spares.pop()[0]
@@ -188,6 +194,8 @@ class Processor:
             raise
         finally:
             self._busy.pop(request["destination"], None)
+            if worker is not None and worker.niced:
+                worker = self._restore_priority(worker, extra)
             if extra:
                 self._keep_spare(worker, retired)
             else:
@@ -217,8 +225,8 @@ class Processor:
         return await loop.run_in_executor(self._threads, self._process, None, request)
 
     def _answer(self, request: dict[str, Any]) -> RawAnswer:
-        """Run an ``answer`` request on an idle worker (or an extra one, as :meth:`_process`)."""
-        worker, extra = self._take_worker()
+        """Run an ``answer`` request on an idle worker, else an extra one."""
+        worker, extra = self._take_worker(answering=True)
         retired = False
         try:
             if worker is None or not worker.alive():
@@ -246,16 +254,22 @@ class Processor:
             raise NeedsTable(reply.get("message", ""))
         if error == "missing":
             raise SourceMissing(reply.get("message", ""))
+        if error == "abandoned":
+            raise DownloadAbandoned(reply.get("message", ""))
         raise ProcessingError(f"{error}: {reply.get('message')}")
 
-    async def answer(self, source: Path, offsets: list[int], debug_id: str | None = None) -> RawAnswer:
+    async def answer(self, source: Path, offsets: list[int], debug_id: str | None = None,
+                     follow: Path | None = None, timeout_seconds: float = 0.0) -> RawAnswer:
         """Answer ``offsets`` straight from the complete .sym file ``source`` in a worker, as
         its table would.  Raises :class:`NotASymbolFile`, :class:`ModuleMismatch`,
         :class:`NeedsTable`, :class:`SourceMissing` or :class:`ProcessingError` (the worker
-        died: it is replaced on next use)."""
+        died: it is replaced on next use).  ``follow``: ``source`` is a download still being
+        written, scanned as it arrives, with this end marker (see :meth:`follow`)."""
         loop = asyncio.get_running_loop()
-        request = {"answer": offsets, "source": str(source), "debug_id": debug_id}
-        return await loop.run_in_executor(self._threads, self._answer, request)
+        request: dict[str, Any] = {"answer": offsets, "source": str(source), "debug_id": debug_id}
+        if follow is not None:
+            request.update(follow=str(follow), timeout=timeout_seconds)
+        return await loop.run_in_executor(self._answer_threads, self._answer, request)
 
     def follow(self, download: Path, end_marker: Path, destination: Path, timeout_seconds: float,
                debug_id: str | None = None) -> asyncio.Future[ProcessStats] | None:
@@ -279,6 +293,29 @@ class Processor:
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(self._threads, self._process, worker, request)
 
+    def lower_priority(self, destination: Path, nice: int) -> None:
+        """The worker writing ``destination`` goes on at a lower priority (its table is no
+        longer waited for: the module is answered from its .sym meanwhile); it is back at
+        normal priority, or replaced, once the table is done."""
+        worker = self._busy.get(str(destination))
+        if worker is not None and worker.alive():
+            try:
+                os.setpriority(os.PRIO_PROCESS, worker.process.pid, nice)
+                worker.niced = True
+            except OSError:
+                pass
+
+    def _restore_priority(self, worker: _Worker, extra: bool) -> _Worker:
+        """A worker lowered by :meth:`lower_priority` back at normal priority; without the
+        right to raise a priority again (not root), a fresh worker takes its place."""
+        try:
+            os.setpriority(os.PRIO_PROCESS, worker.process.pid, 0)
+            worker.niced = False
+            return worker
+        except OSError:
+            worker.stop()
+            return worker if extra else self._start()  # (an extra one is dropped as spare: it is dead)
+
     def abandon(self, destination: Path) -> None:
         """Kill the worker writing ``destination`` (when it cannot be told to stop, e.g. the
         end marker of a followed download cannot be written); it is replaced on next use."""
@@ -292,3 +329,4 @@ class Processor:
             worker.stop()
         self._started.clear()
         self._threads.shutdown(wait=False, cancel_futures=True)
+        self._answer_threads.shutdown(wait=False, cancel_futures=True)

@@ -46,6 +46,8 @@ DRAIN_MARGIN_SECONDS = 2.0  # downloads end this long before the drain does
 #: The background builder of tables for modules answered from their .sym files runs at this
 #: lower priority: answering (and everything else) comes first.
 BUILD_NICE = 10
+#: How often a download is looked at, to start answering from it once it is big enough.
+ARRIVING_POLL_SECONDS = 0.01
 
 
 class RawSource:
@@ -56,6 +58,8 @@ class RawSource:
         self.path = path
         self.kind = kind
         self.identity = identity
+        #: the offsets of the job whose download this was, answered while it arrived
+        self.early: tuple[list[int], RawAnswer] | None = None
 
 
 class FetchBudget:
@@ -152,10 +156,11 @@ class SymbolProvider:
 
     # -- finding a table ------------------------------------------------------------------
 
-    async def table(self, module: ModuleId) -> SymbolTable | RawSource | None:
+    async def table(self, module: ModuleId, offsets: list[int] | None = None) -> SymbolTable | RawSource | None:
         """The module's table, or None if its symbols cannot be found or processed; or, for a
         big cold module (``answerBeforeTableMB``), its .sym file to answer from while the
-        table is built in the background."""
+        table is built in the background.  ``offsets``: the caller's, which a download this
+        causes may answer while it arrives (``RawSource.early``)."""
         table = self._cached_table(module)
         if table is not None:
             self._tables.labels("cache").inc()
@@ -174,7 +179,7 @@ class SymbolProvider:
             if time.monotonic() < deadline:
                 return None
             del self._missing[module]
-        return await self._once(("fetch", module), lambda: self._fetch_table(module))
+        return await self._once(("fetch", module), lambda: self._fetch_table(module, offsets))
 
     def _cached_table(self, module: ModuleId) -> SymbolTable | None:
         entry = self.lru.get(module, TABLE)
@@ -379,7 +384,8 @@ class SymbolProvider:
         if len(self._loads) > OPEN_TABLES:
             self._loads.pop(next(iter(self._loads)))
 
-    async def _fetch_table(self, module: ModuleId) -> SymbolTable | RawSource | None:
+    async def _fetch_table(self, module: ModuleId, offsets: list[int] | None = None
+                           ) -> SymbolTable | RawSource | None:
         """Download and process a module.  When a worker is idle, it parses the download as it
         arrives, so a big module costs about its download time instead of download plus
         processing; if the download fails or has to restart, that work is dropped.
@@ -387,24 +393,40 @@ class SymbolProvider:
         With ``answerBeforeTable``, a complete download of at least ``answerBeforeTableMB``
         becomes the module's RAW entry (a hard link: the worker following the download keeps
         reading it) and a RawSource is returned, to answer from; the table is finished in the
-        background (by the following worker, else by the builder) and then replaces it."""
+        background (by the following worker, else by the builder) and then replaces it.
+        Once the download has ``answerBeforeTableMB``, another worker answers ``offsets``
+        while the rest arrives (``RawSource.early``)."""
         download = self.lru.temporary_path(module.cache_stem, "download")
         end_marker = download.with_name(download.name + ".end")
         destination = self.lru.temporary_path(module.cache_stem, "table")
         following = self.processor.follow(download, end_marker, destination, self.fetcher.timeout,
                                           module.debug_id)
         handed_over = False  # the download and its follower now belong to a background build
+        watching: list[bool] = [False]  # [the early answer started]
+        early = None
+        if offsets and self.answer_first_bytes is not None:
+            early = asyncio.ensure_future(self._answer_arriving(module, download, end_marker, offsets, watching))
         try:
             result = await self._download(module, download)
             usable = result is not None and not result.restarted
             if not _write_end_marker(end_marker, result.bytes if usable else None) and following is not None:
                 self.processor.abandon(destination)
                 usable = False
+            answered = None
+            if early is not None:
+                try:
+                    answered = await early
+                except Exception as error:  # noqa: BLE001 - the complete file is answered from instead
+                    log.warning("answering %s while it arrived failed (%s: %s); asking another worker",
+                                printable(module), type(error).__name__, printable(str(error)))
             if usable and self._answers_first(result.bytes):
                 raw = self._keep_raw(module, download)
                 if raw is not None:
+                    if answered is not None:
+                        raw.early = (offsets, answered)  # type: ignore[assignment]
                     if following is not None:
                         handed_over = True
+                        self.processor.lower_priority(destination, BUILD_NICE)
                         self._in_background(("build", module), lambda: self._finish_followed(
                             module, following, download, end_marker, destination))
                     else:
@@ -427,9 +449,33 @@ class SymbolProvider:
             self._remember_missing(module)
             return None
         finally:
+            if early is not None and not early.done():
+                if watching[0]:
+                    await _settle(early)  # its worker reads the download and end marker until done
+                else:
+                    early.cancel()
             if not handed_over:
                 discard(download)
                 discard(end_marker)
+
+    async def _answer_arriving(self, module: ModuleId, download: Path, end_marker: Path, offsets: list[int],
+                               started: list[bool]) -> RawAnswer | None:
+        """Answer ``offsets`` from a download while it arrives, once it is big enough to be
+        answered first (None if it ends before: the complete file is answered from instead)."""
+        threshold = self.answer_first_bytes or 0
+        while True:
+            if end_marker.exists():
+                return None
+            try:
+                size = download.stat().st_size
+            except FileNotFoundError:
+                size = -1
+            if size >= threshold:
+                break
+            await asyncio.sleep(ARRIVING_POLL_SECONDS)
+        started[0] = True
+        return await self.processor.answer(download, offsets, module.debug_id, follow=end_marker,
+                                           timeout_seconds=self.fetcher.timeout)
 
     def _keep_raw(self, module: ModuleId, download: Path) -> RawSource | None:
         """Make a complete download the module's RAW entry, by a hard link renamed into place."""
@@ -665,6 +711,18 @@ class SymbolProvider:
         is gone: replaced by its table, evicted) gives the table, waited for; a file that is
         not this module's symbols, or not a symbol file, makes the module unknown."""
         started = time.monotonic()
+        if source.early is not None and source.early[0] == offsets:
+            answer = source.early[1]
+            self._raw_answers.labels("answered").inc()
+            self._record_load(module, "processed", {"input_bytes": answer.stats.get("input_bytes"),
+                                                     "offsets": len(offsets), "answered_from": "sym",
+                                                     "while_downloading": True,
+                                                     "seconds": answer.stats.get("scan_seconds", 0)
+                                                     + answer.stats.get("answer_seconds", 0),
+                                                     "table": "building in the background"})
+            log.info("answered %s from its .sym while it arrived: %d offsets (answer %.2fs after the scan)",
+                     printable(module), len(offsets), answer.stats.get("answer_seconds", 0))
+            return answer
         for attempt in (1, 2):
             try:
                 answer = await self.processor.answer(source.path, offsets, module.debug_id)
@@ -694,6 +752,8 @@ class SymbolProvider:
                           printable(module), printable(str(error)))
                 return None
             seconds = time.monotonic() - started
+            log.info("answered %s from its .sym: %d offsets in %.2fs (scan %.2fs); its table is being built",
+                     printable(module), len(offsets), seconds, answer.stats.get("scan_seconds", 0))
             self._raw_answers.labels("answered").inc()
             self._raw_answer_seconds.observe(seconds)
             self._record_load(module, "processed", {"input_bytes": answer.stats.get("input_bytes"),
@@ -733,7 +793,11 @@ class SymbolProvider:
         started = time.monotonic()
         frames = job.frames()
         indexes = self._within_fetch_budget(job, frames, budget or FetchBudget(self.max_fetches))
-        tables = await asyncio.gather(*(self.table(job.memory_map[i].module) for i in indexes))
+        wanted_offsets: dict[int, list[int]] = {}
+        for i, offset in frames:
+            wanted_offsets.setdefault(i, []).append(offset)
+        tables = await asyncio.gather(*(self.table(job.memory_map[i].module, sorted(set(wanted_offsets[i])))
+                                        for i in indexes))
         by_index: dict[int, Any] = dict(zip(indexes, tables))
         answers = JobAnswers()
         raw = [index for index, table in by_index.items() if isinstance(table, RawSource)]

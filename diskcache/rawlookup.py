@@ -45,11 +45,16 @@ from symcommon.frames import FrameInfo
 log = logging.getLogger("diskcache.rawlookup")
 
 CHUNK_BYTES = 4 * 1024 * 1024
+#: A buffer's lines are matched a window of about this many bytes at a time.
+MATCH_WINDOW = 256 * 1024
 #: FILE and INLINE_ORIGIN runs are read again in parts of this size (the parser's lists of a
 #: part's records are several times its size).
 NAMES_CHUNK_BYTES = 1024 * 1024
 #: A stretch this long without a newline may be part of a long line: the file needs its table.
 LONG_WINDOW = LONG_LINE // 2
+#: Up to this many FILE and INLINE_ORIGIN ids, their lines are found by one regex of the ids;
+#: more are read by the parser running over every FILE and INLINE_ORIGIN line.
+TARGETED_IDS = 64
 #: Hit FUNCs whose blocks are held at once (a job of a million addresses is answered in parts).
 BLOCKS_PER_PASS = 20_000
 _READ_AHEAD = 64 * 1024
@@ -59,11 +64,12 @@ _HEX = rb"[0-9a-fA-F]{1,16}"
 #: the last group it sets, ``Match.lastindex``): a FUNC line (groups 2, 3: address and size,
 #: set if it is in the form the parser's own fast path reads; the rest of the line is read
 #: again when needed), a PUBLIC line (group 5: address, likewise), a run of FILE and
-#: INLINE_ORIGIN lines (6), a MODULE or INFO line (7).
+#: INLINE_ORIGIN lines (6), a MODULE or INFO line (7).  The run is matched possessively: a
+#: plain ``*`` kept a backtracking point per line (24 MB and 5x the time for a 5 MB run).
 _LINES = re.compile(
     rb"\n(?=[FPIM])(?:FUNC ()(?:(?:m )?(" + _HEX + rb") (" + _HEX + rb") " + _HEX + rb" [^\r\n])?"
     rb"|PUBLIC ()(?:(?:m )?(" + _HEX + rb") " + _HEX + rb" [^\r\n])?"
-    rb"|((?:FILE|INLINE_ORIGIN) [^\n]*(?:\n(?:FILE|INLINE_ORIGIN) [^\n]*)*)"
+    rb"|((?:FILE|INLINE_ORIGIN) [^\n]*+(?:\n(?:FILE|INLINE_ORIGIN) [^\n]*+)*+)"
     rb"|(MODULE|INFO)(?= |\r?\n))")
 _STRICT_FUNC, _OTHER_FUNC, _STRICT_PUBLIC, _OTHER_PUBLIC, _NAME_RUN, _HEADER = 3, 1, 5, 4, 6, 7
 _ANY_LINE = {b"FUNC": re.compile(rb"\nFUNC [^\n]*"), b"PUBLIC": re.compile(rb"\nPUBLIC [^\n]*")}
@@ -121,7 +127,7 @@ class RawIndex:
     """Where a .sym file's FUNC and PUBLIC lines are, ordered as the table orders them."""
 
     path: Path
-    size: int
+    size: int | None
     module: dict[str, Any]
     func_keys: array = field(default_factory=lambda: array("I"))
     func_sizes: array = field(default_factory=lambda: array("I"))
@@ -139,10 +145,8 @@ class RawIndex:
 class _Scan:
     """One pass over the file, a buffer at a time (see the module docstring)."""
 
-    def __init__(self, path: Path, size: int, expected_debug_id: str | None) -> None:
-        position_code = "I" if size < 1 << 32 else "Q"
-        self.index = RawIndex(path, size, {}, func_lines=array(position_code),
-                              public_lines=array(position_code))
+    def __init__(self, path: Path, size: int | None, expected_debug_id: str | None) -> None:
+        self.index = RawIndex(path, size, {})
         self.expected = expected_debug_id
         self.header = _Parser(_Writer())  # MODULE and INFO lines go through it, in file order
         self.lines = _Parser(_Writer())  # FUNC and PUBLIC lines not in the strict form
@@ -162,27 +166,39 @@ class _Scan:
         for start in range(0, length - LONG_WINDOW + 1, LONG_WINDOW):
             if buffer.find(b"\n", start, start + LONG_WINDOW) < 0:
                 raise NeedsTable("a line of more than %d bytes" % LONG_WINDOW)
+        # In windows of about MATCH_WINDOW bytes: a window's matches are held as a list of
+        # tuples, and a 4 MB buffer of PUBLIC lines made a list of 20 MB.  A window ends after
+        # a newline, and the next one starts at that newline (where its first line's match
+        # starts); a FILE/INLINE_ORIGIN run cut there is joined again by _name_run.
+        start = 0
+        while start < length - 1:
+            end = buffer.find(b"\n", min(start + MATCH_WINDOW, length - 1), length) + 1
+            self._window(buffer, base, start, end)
+            start = end - 1
+
+    def _window(self, buffer: bytearray, base: int, start: int, length: int) -> None:
+        """Index the lines of ``buffer[start:length]``."""
         index = self.index
         found = [(match.start(), match.lastindex, match[2], match[3], match[5], match.end())
-                 for match in _LINES.finditer(buffer, 0, length)]
+                 for match in _LINES.finditer(buffer, start, length)]
         base += 1  # a match starts at the newline before its line
         kinds = {kind for _, kind, _, _, _, _ in found}
         if _OTHER_FUNC in kinds:
-            funcs = self._each_line(buffer, length, b"FUNC")
+            funcs = self._each_line(buffer, start, length, b"FUNC")
             self._extend("func_keys", [address for _, address, _ in funcs])
             self._extend("func_sizes", [size for _, _, size in funcs])
         else:
             funcs = [(at, address, size) for at, kind, address, size, _, _ in found if kind == _STRICT_FUNC]
             self._extend("func_keys", [int(address, 16) for _, address, _ in funcs])
             self._extend("func_sizes", [int(size, 16) for _, _, size in funcs])
-        index.func_lines.extend([base + at for at, _, _ in funcs])
+        self._extend("func_lines", [base + at for at, _, _ in funcs])
         if _OTHER_PUBLIC in kinds:
-            publics = self._each_line(buffer, length, b"PUBLIC")
+            publics = self._each_line(buffer, start, length, b"PUBLIC")
             self._extend("public_keys", [address for _, address, _ in publics])
         else:
             publics = [(at, address, None) for at, kind, _, _, address, _ in found if kind == _STRICT_PUBLIC]
             self._extend("public_keys", [int(address, 16) for _, address, _ in publics])
-        index.public_lines.extend([base + at for at, _, _ in publics])
+        self._extend("public_lines", [base + at for at, _, _ in publics])
         if _NAME_RUN in kinds or _HEADER in kinds:
             for at, kind, _, _, _, end in found:
                 if kind == _NAME_RUN:
@@ -202,12 +218,12 @@ class _Scan:
         else:
             ranges.append((start, end))
 
-    def _each_line(self, buffer: bytearray, length: int, keyword: bytes) -> list[tuple[int, Any, Any]]:
+    def _each_line(self, buffer: bytearray, start: int, length: int, keyword: bytes) -> list[tuple[int, Any, Any]]:
         """Every ``keyword`` line of ``buffer``, read by the parser's ``record``."""
         found: list[tuple[int, Any, Any]] = []
         parser = self.lines
         publics = parser.writer.publics
-        for match in _ANY_LINE[keyword].finditer(buffer, 0, length):
+        for match in _ANY_LINE[keyword].finditer(buffer, start, length):
             line = _strip_cr(bytes(match[0][1:]))
             if keyword == b"FUNC":
                 parser.open_func = None
@@ -223,14 +239,15 @@ class _Scan:
         return found
 
 
-def scan(path: Path, expected_debug_id: str | None = None) -> RawIndex:
-    """Index the FUNC and PUBLIC lines of the .sym file at ``path``.
+def scan(path: Path, expected_debug_id: str | None = None, source: Any = None) -> RawIndex:
+    """Index the FUNC and PUBLIC lines of the .sym file at ``path``; ``source``: what to
+    read it from instead (a download still arriving: anything with ``readinto``, which
+    returns 0 only at the end of the complete file).
 
     Raises :class:`NotASymbolFile`, :class:`ModuleMismatch` (as soon as the MODULE line
     names another debug id) and :class:`NeedsTable`."""
-    with open(path, "rb") as text:
-        size = _file_size(text)
-        state = _Scan(path, size, expected_debug_id)
+    with (open(path, "rb") if source is None else source) as text:
+        state = _Scan(path, _file_size(text) if source is None else None, expected_debug_id)
         # One buffer, reused: the unfinished last line moves to its front, the next read
         # follows it (fresh 4 MB objects per read left a heap of twice the index).
         buffer = bytearray(1 + LONG_WINDOW + CHUNK_BYTES + 1)
@@ -259,6 +276,8 @@ def scan(path: Path, expected_debug_id: str | None = None) -> RawIndex:
             base += last
             filled = end - last
         view.release()
+    if source is not None:
+        state.index.size = os.stat(path).st_size  # complete now
     header = state.header
     if header.module is None:
         raise NotASymbolFile("the MODULE record is malformed")
@@ -514,6 +533,20 @@ class RawSymbols(SymbolTable):
             return
         writer = _Writer(files, origins, publics=set())
         text = self._reader.text
+        if len(files) + len(origins) <= TARGETED_IDS:
+            # a few ids (a job of a few addresses): a regex finds just their lines, which the
+            # parser's record() reads (the first valid one of each id wins, as in the table)
+            found_ids = _id_lines(files, origins)
+            parser = _Parser(writer)
+
+            def handle(buffer: bytes) -> None:
+                for match in found_ids.finditer(buffer):
+                    line = _strip_cr(buffer[match.start() + 1:buffer.index(b"\n", match.end())])
+                    parser.record(b"FILE" if match[1] else b"INLINE_ORIGIN", line)
+        else:
+            def handle(buffer: bytes) -> None:
+                _Parser(writer).scan(buffer, 0)
+
         for start, end in self.index.name_ranges:  # each starts at a newline, ends with one
             text.seek(start)
             left = end - start + 1
@@ -527,13 +560,24 @@ class RawSymbols(SymbolTable):
                 if last < 0:
                     carry += chunk
                     continue
-                _Parser(writer).scan(b"".join((carry, memoryview(chunk)[:last + 1])), 0)
+                handle(b"".join((carry, memoryview(chunk)[:last + 1])))
                 carry = chunk[last:]
             if len(carry) > 1 and not (writer.files.done() and writer.origins.done()):
-                _Parser(writer).scan(carry + b"\n", 0)  # the file's last line, which has no newline
+                handle(carry + b"\n")  # the file's last line, which has no newline
         self._files.update((number, name.decode("utf-8", "replace")) for number, name in writer.files.found.items())
         self._origins.update((number, name.decode("utf-8", "replace"))
                              for number, name in writer.origins.found.items())
+
+
+def _id_lines(files: set[int], origins: set[int]) -> re.Pattern[bytes]:
+    """The FILE lines of ``files`` and INLINE_ORIGIN lines of ``origins`` (numbers as the
+    parser reads them: decimal, leading zeros allowed), group 1 set for a FILE line."""
+    def numbers(ids: set[int]) -> bytes:
+        return b"|".join(b"%d" % number for number in sorted(ids))
+
+    parts = ([rb"(FILE) 0*(?:" + numbers(files) + rb")"] if files else []) + \
+        ([rb"INLINE_ORIGIN 0*(?:" + numbers(origins) + rb")"] if origins else [])
+    return re.compile(rb"\n(?:" + b"|".join(parts) + rb") ")
 
 
 @dataclass(frozen=True)
@@ -548,12 +592,13 @@ class AnswerStats:
     answer_seconds: float
 
 
-def answer_from_sym(path: Path, offsets: Iterable[int], expected_debug_id: str | None = None
-                    ) -> tuple[dict[str, Any], dict[int, FrameInfo | None], AnswerStats]:
+def answer_from_sym(path: Path, offsets: Iterable[int], expected_debug_id: str | None = None,
+                    source: Any = None) -> tuple[dict[str, Any], dict[int, FrameInfo | None], AnswerStats]:
     """The module info and the answer for each offset, as the module's table would give
-    them; raises :class:`NotASymbolFile`, :class:`ModuleMismatch` or :class:`NeedsTable`."""
+    them; raises :class:`NotASymbolFile`, :class:`ModuleMismatch` or :class:`NeedsTable`.
+    ``source``: see :func:`scan` (the file at ``path`` is read again once it is complete)."""
     started = time.monotonic()
-    index = scan(path, expected_debug_id)
+    index = scan(path, expected_debug_id, source)
     scanned = time.monotonic()
     offsets = list(offsets)
     with open(path, "rb") as text:

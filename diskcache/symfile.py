@@ -579,7 +579,8 @@ def func_block_columns(block: bytes) -> BlockColumns:
             for depth, call_line, call_file, origin, range_text in found:
                 bounds = list(map(int, range_text.split(), repeat(16)))
                 ranges = tuple(zip(bounds[::2], map(add, bounds[::2], bounds[1::2])))
-                inlines.append(InlineRecord(int(depth), int(call_line), int(call_file), int(origin), ranges))  # type: ignore[union-attr]
+                record = InlineRecord(int(depth), int(call_line), int(call_file), int(origin), ranges)
+                inlines.append(record)  # type: ignore[union-attr]
         else:
             inlines = None
     count = body.count(b"\n")

@@ -24,11 +24,12 @@ from diskcache.lru import open_existing
 from diskcache.symfile import BlockColumns, func_block_columns
 from symcommon.frames import FrameInfo, InlineFrame
 
-PAGE_CACHE_SIZE = 16  # inflated 64 KiB pages kept per sorted table: about 1 MB
-#: The FILE and INLINE_ORIGIN tables are read at random (each function names its own files),
-#: so they keep more pages: all of them for a module up to a few hundred MB (the 74 MB
-#: module's are 45 and 36 pages; at 16, a cold batch of 3,000 lookups inflated 2,900).
-NAME_PAGE_CACHE_SIZE = 128
+#: Inflated 64 KiB pages one sorted table may keep (64 MB; the shared ByteLRU bounds them
+#: all, 128 MB in the DiskCache).  It was 16: the FILE and INLINE_ORIGIN tables are read at
+#: random (a cold batch of 3,000 lookups in the 74 MB module inflated 2,900 of their pages),
+#: and a second batch of other addresses in the same module (a second profile of the same
+#: build) inflated again nearly every FUNC page the first had.
+PAGE_CACHE_SIZE = 1024
 _tokens = itertools.count(1)
 BLOCK_CACHE_SIZE = 512
 NAME_CACHE_SIZE = 4096
@@ -149,8 +150,7 @@ def _block_size(value: tuple[str, BlockColumns]) -> int:
 class _SortedTable:
     """One sorted u64 -> bytes table of the file: its index inflated, its pages in the map."""
 
-    def __init__(self, view: memoryview, entry: dict[str, Any], limit: int, lru: ByteLRU,
-                 cached_pages: int = PAGE_CACHE_SIZE) -> None:
+    def __init__(self, view: memoryview, entry: dict[str, Any], limit: int, lru: ByteLRU) -> None:
         try:
             count = int(entry["count"])
             page_count = int(entry["page_count"])
@@ -177,7 +177,7 @@ class _SortedTable:
         if count and max(pages) >= page_count:
             raise fmt.TableFormatError("value in a page that does not exist")
         self._view = view
-        self._page = _Cached(self._inflate, lru, _page_size, cached_pages)
+        self._page = _Cached(self._inflate, lru, _page_size, PAGE_CACHE_SIZE)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -298,9 +298,15 @@ class SymbolTable:
             self.stats: dict[str, Any] = directory.get("stats", {})
             #: the identity (path, size, mtime_ns) of the local file the table was made from
             self.source: dict[str, Any] | None = directory.get("source")
-            tables = {name: _SortedTable(view, directory["tables"][name], dir_offset, lru,
-                                         NAME_PAGE_CACHE_SIZE if name in ("files", "origins") else PAGE_CACHE_SIZE)
-                      for name in fmt.TABLE_NAMES}
+            entries = directory["tables"]
+            tables = {name: _SortedTable(view, entries[name], dir_offset, lru)
+                      for name in ("funcs", "files", "origins")}
+            if not isinstance(entries["publics"], dict):
+                raise TypeError("the publics entry is not an object")
+            # PUBLICs are read only for an offset no FUNC covers: their index is inflated
+            # then (see __getattr__), not at every open (a quarter of opening a small table)
+            self._lazy_publics = (view, entries["publics"], dir_offset, lru)
+            self._publics_lock = threading.Lock()
         except (ValueError, KeyError, TypeError) as error:
             raise fmt.TableFormatError(f"bad directory: {error}") from error
         self.path = path
@@ -308,7 +314,6 @@ class SymbolTable:
         self.size = len(view)
         self._buffer = buffer
         self._funcs = tables["funcs"]
-        self._publics = tables["publics"]
         self._files = tables["files"]
         self._origins = tables["origins"]
         self._block = _Cached(self._parse_block, lru, _block_size, BLOCK_CACHE_SIZE)
@@ -322,9 +327,21 @@ class SymbolTable:
         the cyclic GC frees; without this, a DiskCache fetching many modules held their
         pages until it ran.  Lookups still in flight keep working (they inflate again).
         """
-        for cache in (self._block, self._file_name, self._origin_name, *(table._page for table in
-                      (self._funcs, self._publics, self._files, self._origins))):
+        tables = (self._funcs, self.__dict__.get("_publics"), self._files, self._origins)
+        for cache in (self._block, self._file_name, self._origin_name,
+                      *(table._page for table in tables if table is not None)):
             cache.cache_clear()
+
+    def __getattr__(self, name: str) -> Any:
+        """``_publics``, inflated when first needed (may raise :class:`TableFormatError`)."""
+        lazy = self.__dict__.get("_lazy_publics") if name == "_publics" else None
+        if lazy is None:
+            raise AttributeError(name)
+        with self._publics_lock:  # one index (and one set of cached pages) per table
+            publics = self.__dict__.get("_publics")
+            if publics is None:
+                publics = self._publics = _SortedTable(*lazy)
+        return publics
 
     @classmethod
     def open(cls, path: Path, cache: ByteLRU | None = None) -> SymbolTable:

@@ -131,6 +131,18 @@ class FollowingReader:
                 raise DownloadAbandoned(f"no data for {self.timeout:.0f}s")
             time.sleep(FOLLOW_POLL_SECONDS)
 
+    def readinto(self, view: Any) -> int:
+        """As a file's: what has arrived, at most ``len(view)`` bytes; 0 only at the end."""
+        data = self.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+    def __enter__(self) -> FollowingReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
@@ -168,7 +180,11 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
     from diskcache.rawlookup import answer_from_sym
 
     offsets = [int(offset) for offset in request["answer"]]
-    module, frames, stats = answer_from_sym(Path(request["source"]), offsets, request.get("debug_id"))
+    source = None
+    if "follow" in request:  # a download still arriving: scanned as it comes
+        source = FollowingReader(Path(request["source"]), Path(request["follow"]), float(request["timeout"]))
+        source.prime()
+    module, frames, stats = answer_from_sym(Path(request["source"]), offsets, request.get("debug_id"), source)
     return {"module": module, "answer_stats": asdict(stats),
             "frames": [[offset, None if frame is None else frame.to_compact()] for offset, frame in frames.items()]}
 

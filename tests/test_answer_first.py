@@ -74,7 +74,14 @@ def agree(text: bytes, path: Path, offsets: list[int] | None = None) -> int:
 
 
 @pytest.mark.parametrize("fixture", sorted(FIXTURES.rglob("*.sym")), ids=lambda path: path.parent.parent.name)
-def test_every_fixture_is_answered_as_its_table_answers(fixture, tmp_path):
+@pytest.mark.parametrize("targeted,chunk", [(0, 1 << 22), (64, 37)], ids=["names_by_parser", "names_by_id_small_reads"])
+def test_every_fixture_is_answered_as_its_table_answers(fixture, tmp_path, targeted, chunk, monkeypatch):
+    from diskcache import rawlookup
+
+    monkeypatch.setattr(rawlookup, "TARGETED_IDS", targeted)  # both ways of reading the names
+    monkeypatch.setattr(rawlookup, "CHUNK_BYTES", chunk)  # reads ending anywhere, and
+    monkeypatch.setattr(rawlookup, "MATCH_WINDOW", chunk // 2)  # windows of a line or two
+    monkeypatch.setattr(rawlookup, "NAMES_CHUNK_BYTES", chunk)
     text = fixture.read_bytes()
     assert agree(text, tmp_path / "fixture.sym") >= 4
     assert agree(text.replace(b"\n", b"\r\n"), tmp_path / "crlf.sym") >= 4
@@ -89,6 +96,9 @@ def test_random_modules_with_overlaps_unsorted_blocks_and_duplicates(seed, chaos
     # PUBLICs out of address order are looked up by passes, then in sorted runs: tiny runs here
     monkeypatch.setattr(_RawPublics, "RUN_RECORDS", 3 + seed)
     monkeypatch.setattr(_RawPublics, "UNSORTED_LOOKUPS", 2 * seed)
+    monkeypatch.setattr("diskcache.rawlookup.TARGETED_IDS", 64 if seed % 2 else 0)
+    monkeypatch.setattr("diskcache.rawlookup.CHUNK_BYTES", 1000 + 777 * seed)
+    monkeypatch.setattr("diskcache.rawlookup.MATCH_WINDOW", 100 * seed + 1)
     text = random_module(seed=200 + seed, funcs=150, chaos=chaos)
     rng = random.Random(seed)
     reference = ReferenceModule.from_bytes(text)
@@ -297,7 +307,7 @@ def test_a_worker_killed_while_answering_is_replaced_and_the_module_answered(mak
     assert response.status_code == 200
     frames = response.json()["results"][0]["stacks"][0]
     assert all("function" in frame for frame in frames[:-2])  # (the last two are outside every FUNC)
-    assert "asking another worker" in trio.logs()
+    assert "asking another worker" in trio.logs()  # (the worker answering while it arrived, or after)
 
 
 @pytest.mark.parametrize("variant", ["html", "truncated", "badgzip"])
@@ -324,5 +334,20 @@ def test_a_local_file_is_answered_from_and_its_local_table_built(make_trio, big_
     assert cold["debug"]["modules_processed"][0]["answered_from"] == "sym"
     assert kinds(trio) == []  # the .localtab is still being built
     assert wait_for(lambda: kinds(trio) == [".localtab"])
+    warm = trio.post(v5(module, offsets), path="/symbolicate/v5", server="DiskCache").json()
+    assert cold["results"] == warm["results"]
+
+
+def test_a_download_is_answered_from_while_it_arrives(make_trio, big_store):
+    """Dripping in (256-byte writes): the worker scans it as it comes, and answers at its end."""
+    store, module, path = big_store
+    trio = make_trio([store.url("drip/0")], ANSWER_FIRST)
+    offsets = some_offsets(path, 20)
+    cold = trio.post(v5(module, offsets), path="/symbolicate/v5", server="DiskCache",
+                     headers={"Debug": "true"}).json()
+    [processed] = cold["debug"]["modules_processed"]
+    assert processed["answered_from"] == "sym" and processed.get("while_downloading") is True
+    assert "while it arrived" in trio.logs()
+    assert wait_for(lambda: kinds(trio) == [".symtab"])
     warm = trio.post(v5(module, offsets), path="/symbolicate/v5", server="DiskCache").json()
     assert cold["results"] == warm["results"]

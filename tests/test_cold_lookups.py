@@ -231,3 +231,50 @@ def test_lookups_in_odd_blocks_agree_with_the_reference(monkeypatch):
     for offset in sorted(offsets):
         found = table.lookup(offset)
         assert (None if found is None else found.as_dict()) == reference.lookup(offset), hex(offset)
+
+
+def test_the_public_index_is_inflated_only_when_a_lookup_needs_it():
+    """Opening a table inflated all four indexes; most lookups land in a FUNC, and the
+    PUBLIC index was a quarter of opening a small table.  A damaged PUBLIC index is then
+    found by the lookup that needs it (the DiskCache evicts the table on that error)."""
+    import json
+
+    text = (b"MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 p.so\nFILE 0 a.c\n"
+            b"FUNC 1000 10 0 f\n1000 10 1 0\nPUBLIC 2000 0 p\n")
+    sink = io.BytesIO()
+    process_symbol_file(io.BytesIO(text), sink)
+    data = bytearray(sink.getvalue())
+    table = SymbolTable(bytes(data))
+    assert table.lookup(0x1004).function == "f"
+    assert "_publics" not in table.__dict__
+    assert table.lookup(0x2004).function == "p" and "_publics" in table.__dict__
+    offset, length = tableformat.check_header(data, len(data))
+    chunk = json.loads(data[offset:offset + length])["tables"]["publics"]["keys"][1][0]
+    data[chunk[0]:chunk[0] + chunk[1]] = b"\xff" * chunk[1]
+    damaged = SymbolTable(bytes(data))
+    assert damaged.lookup(0x1004).function == "f"
+    with pytest.raises(tableformat.TableFormatError):
+        damaged.lookup(0x2004)
+    damaged.release_caches()
+
+
+def test_a_second_batch_on_an_open_table_reuses_the_pages_of_the_first(monkeypatch):
+    """A second profile of the same build asks other addresses of the same modules: the
+    pages the first batch inflated are still there (the shared cache bounds the bytes; a
+    table kept only its last 16 pages, so the second batch inflated nearly all again)."""
+    monkeypatch.setattr(tableformat, "PAGE_TARGET_BYTES", 8 * 1024)
+    table = table_of(big_module(), ByteLRU(128 * MB))
+    inflated: Counter[str] = Counter()
+    funcs = table._funcs
+    inflate = funcs._inflate
+
+    def counting(page: int) -> bytes:
+        inflated["funcs"] += 1
+        return inflate(page)
+    funcs._page._function = counting
+    first = [0x1000 + n * 0x100 + 0x10 for n in range(0, 4000, 2)]
+    second = [0x1000 + n * 0x100 + 0x30 for n in range(1, 4000, 2)]
+    assert all(table.lookup(offset) is not None for offset in first)
+    assert inflated["funcs"] == len(funcs._spans) // 2 > 40
+    assert all(table.lookup(offset) is not None for offset in second)
+    assert inflated["funcs"] == len(funcs._spans) // 2
