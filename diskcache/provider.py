@@ -405,7 +405,8 @@ class SymbolProvider:
         watching: list[bool] = [False]  # [the early answer started]
         early = None
         if offsets and self.answer_first_bytes is not None:
-            early = asyncio.ensure_future(self._answer_arriving(module, download, end_marker, offsets, watching))
+            early = asyncio.ensure_future(self._answer_arriving(module, download, end_marker, offsets, watching,
+                                                                destination))
         try:
             result = await self._download(module, download)
             usable = result is not None and not result.restarted
@@ -459,9 +460,11 @@ class SymbolProvider:
                 discard(end_marker)
 
     async def _answer_arriving(self, module: ModuleId, download: Path, end_marker: Path, offsets: list[int],
-                               started: list[bool]) -> RawAnswer | None:
+                               started: list[bool], destination: Path) -> RawAnswer | None:
         """Answer ``offsets`` from a download while it arrives, once it is big enough to be
-        answered first (None if it ends before: the complete file is answered from instead)."""
+        answered first (None if it ends before: the complete file is answered from instead).
+        The worker following the download for its table (``destination``) goes on at a lower
+        priority from then on: the answer is what the request waits for."""
         threshold = self.answer_first_bytes or 0
         while True:
             if end_marker.exists():
@@ -474,6 +477,7 @@ class SymbolProvider:
                 break
             await asyncio.sleep(ARRIVING_POLL_SECONDS)
         started[0] = True
+        self.processor.lower_priority(destination, BUILD_NICE)
         return await self.processor.answer(download, offsets, module.debug_id, follow=end_marker,
                                            timeout_seconds=self.fetcher.timeout)
 
