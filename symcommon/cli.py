@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import sys
 from pathlib import Path
@@ -15,13 +14,6 @@ from symcommon.logs import setup_logging
 from symcommon.prefork import SharedState, run_processes
 from symcommon.web import write_pidfile
 
-#: The cyclic garbage collector's thresholds. A warm 2,000-frame request allocates some 10,000
-#: objects (the decoded body alone is three per frame): with Python's default first threshold,
-#: 700, the collector ran about fifteen times a request, walking the caches' young objects each
-#: time; with 10,000, the request took 1,118 µs of CPU instead of 1,644 (SymServer, 1 process,
-#: wrk -c8). Nothing we keep relies on the collector to be freed soon (tables are released
-#: explicitly), so collecting less often costs no memory that matters.
-GC_THRESHOLDS = (10_000, 10, 10)
 Runner = Callable[..., Awaitable[None]]  # run(config, pidfile, shared, sockets=None)
 
 
@@ -46,7 +38,6 @@ def server_main(argv: list[str] | None, *, prog: str, section: str, description:
         print(f"{prog}: {error}", file=sys.stderr)
         return 2
     setup_logging(config[section]["log"], to_stderr=not args.quiet)
-    gc.set_threshold(*GC_THRESHOLDS)
     processes = per_core(config[section].get("processes", 1))
     shared = SharedState()
     try:
