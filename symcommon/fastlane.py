@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import tornado
 import tornado.httputil
+import tornado.ioloop
 import tornado.web
 from tornado.httputil import HTTPHeaders, RequestStartLine, ResponseStartLine
 

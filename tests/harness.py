@@ -160,6 +160,18 @@ def run_quickstart(pid_dir: Path, *args: str, cwd: Path, timeout: float = 120) -
                           capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
+def local_module_trio(workdir: Path, symbol_urls: list[str], debug_file: str, debug_id: str, text: str,
+                      sym_name: str | None = None) -> Trio:
+    """A started trio whose DiskCache has one local symbol directory holding ``text`` as the
+    symbols of (``debug_file``, ``debug_id``): a module written for one test."""
+    symbols = workdir / "symbols"
+    path = symbols / debug_file / debug_id / (sym_name or debug_file + ".sym")
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    trio = Trio(workdir / "trio", symbol_urls, {"DiskCache": {"localSymbolDirs": [str(symbols)]}})
+    return trio.start()
+
+
 def sample_request(version: int = 4) -> dict:
     return {"stacks": [[[0, 11723767], [1, 65802]]],
             "memoryMap": [["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"],

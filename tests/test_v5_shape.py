@@ -39,15 +39,9 @@ COMMON = {"module": "libshape.so.1", "function_size": "0x100"}
 
 @pytest.fixture(scope="module")
 def shape_trio(tmp_path_factory, symbol_store):
-    from harness import Trio
+    from harness import local_module_trio
 
-    symbols = tmp_path_factory.mktemp("shapesymbols")
-    path = symbols / "libshape.so" / SHAPE_ID / "libshape.so.sym"
-    path.parent.mkdir(parents=True)
-    path.write_text(SHAPE_SYM)
-    trio = Trio(tmp_path_factory.mktemp("shapetrio"), [symbol_store.url("plain")],
-                {"DiskCache": {"localSymbolDirs": [str(symbols)]}})
-    trio.start()
+    trio = local_module_trio(tmp_path_factory.mktemp("shape"), [symbol_store.url("plain")], *SHAPE, SHAPE_SYM)
     yield trio
     trio.stop()
 

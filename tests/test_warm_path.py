@@ -116,15 +116,9 @@ OFFSETS = [0x1010, 0x1090, 0x2010, 0x2060, 0x3004, 0x4010, 0x5000, 0x10, 0x1010]
 
 @pytest.fixture(scope="module")
 def warm_trio(tmp_path_factory, symbol_store):
-    from harness import Trio
+    from harness import local_module_trio
 
-    symbols = tmp_path_factory.mktemp("warmsymbols")
-    path = symbols / "libwarm.so" / WARM_ID / "libwarm.so.sym"
-    path.parent.mkdir(parents=True)
-    path.write_text(WARM_SYM)
-    trio = Trio(tmp_path_factory.mktemp("warmtrio"), [symbol_store.url("plain")],
-                {"DiskCache": {"localSymbolDirs": [str(symbols)]}})
-    trio.start()
+    trio = local_module_trio(tmp_path_factory.mktemp("warm"), [symbol_store.url("plain")], *MODULE, WARM_SYM)
     yield trio
     trio.stop()
 
