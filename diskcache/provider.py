@@ -408,11 +408,16 @@ class SymbolProvider:
         try:
             result = await self._download(module, download)
             usable = result is not None and not result.restarted
-            if not _write_end_marker(end_marker, result.bytes if usable else None) and following is not None:
-                self.processor.abandon(destination)
-                usable = False
+            if not _write_end_marker(end_marker, result.bytes if usable else None):
+                if following is not None:
+                    self.processor.abandon(destination)
+                    usable = False
+                if early is not None:  # a worker answering from the download waits for that marker
+                    self.processor.abandon(end_marker)
             answered = None
-            if early is not None:
+            if early is not None and not watching[0]:  # the download ended before it was big enough
+                early.cancel()
+            elif early is not None:
                 try:
                     answered = await early
                 except Exception as error:  # noqa: BLE001 - the complete file is answered from instead
