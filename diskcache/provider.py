@@ -502,21 +502,30 @@ class SymbolProvider:
         background while the module is answered from its RAW entry; if that fails, the
         builder makes it from the RAW file."""
         try:
-            table = await self._process_to_table(download, module, keep=True, processing=following,
-                                                 destination=destination,
-                                                 keep_if=lambda: self.lru.contains(module, RAW))
+            table = await self._built_over_raw(module, self._process_to_table(
+                download, module, keep=True, processing=following, destination=destination,
+                keep_if=lambda: self.lru.contains(module, RAW)))
+        finally:
+            discard(download)
+            discard(end_marker)
+        if table is None and self.lru.contains(module, RAW):  # (not after a wrong module: RAW is gone)
+            return await self._build_from_raw(module)
+        return table
+
+    async def _built_over_raw(self, module: ModuleId, building: Awaitable[SymbolTable | None]) -> SymbolTable | None:
+        """Await the table of a module answered from its RAW entry; the TABLE entry then
+        replaces the RAW one.  None if that failed (logged), or if the file is another
+        module's symbols (the RAW entry is dropped, the module remembered as missing)."""
+        try:
+            table = await building
         except ModuleMismatch:
             self.lru.remove(module, RAW)
             self._remember_missing(module)
             self._background_builds.labels("wrong_module").inc()
             return None
-        finally:
-            discard(download)
-            discard(end_marker)
-        if table is None:
-            return await self._build_from_raw(module)
-        self.lru.remove(module, RAW)  # the table answers from now on
-        self._background_builds.labels("built").inc()
+        if table is not None:
+            self.lru.remove(module, RAW)  # the table answers from now on
+            self._background_builds.labels("built").inc()
         return table
 
     def _answers_first(self, size: int) -> bool:
@@ -545,20 +554,10 @@ class SymbolProvider:
         entry = self.lru.get(module, RAW)
         if entry is None:
             return None
-        try:
-            table = await self._process_to_table(entry.path, module, keep=True, builder=True,
-                                                 keep_if=lambda: self.lru.contains(module, RAW))
-        except ModuleMismatch:
-            self.lru.remove(module, RAW)
-            self._remember_missing(module)
-            self._background_builds.labels("wrong_module").inc()
-            return None
-        if table is None:
-            # failed (logged), or the RAW file was evicted meanwhile (cacheEvict, maxSizeMB)
-            self._background_builds.labels("failed_or_evicted").inc()
-            return None
-        self.lru.remove(module, RAW)  # the table answers from now on
-        self._background_builds.labels("built").inc()
+        table = await self._built_over_raw(module, self._process_to_table(
+            entry.path, module, keep=True, builder=True, keep_if=lambda: self.lru.contains(module, RAW)))
+        if table is None and self.lru.contains(module, RAW):
+            self._background_builds.labels("failed").inc()  # (logged; the RAW entry still answers)
         return table
 
     async def _download(self, module: ModuleId, destination: Path) -> Any:
