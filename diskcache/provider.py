@@ -46,6 +46,9 @@ DRAIN_MARGIN_SECONDS = 2.0  # downloads end this long before the drain does
 #: The background builder of tables for modules answered from their .sym files runs at this
 #: lower priority: answering (and everything else) comes first.
 BUILD_NICE = 10
+#: A job with more offsets than this waits for its module's table rather than being answered
+#: from the .sym (each 20,000 FUNC blocks it lands in cost another pass over the names).
+RAW_ANSWER_MAX_OFFSETS = 20_000
 #: How often a download is looked at, to start answering from it once it is big enough.
 ARRIVING_POLL_SECONDS = 0.01
 
@@ -402,7 +405,7 @@ class SymbolProvider:
         handed_over = False  # the download and its follower now belong to a background build
         watching: list[bool] = [False]  # [the early answer started]
         early = None
-        if offsets and self.answer_first_bytes is not None:
+        if offsets and len(offsets) <= RAW_ANSWER_MAX_OFFSETS and self.answer_first_bytes is not None:
             early = asyncio.ensure_future(self._answer_arriving(module, download, end_marker, offsets, watching,
                                                                 destination))
         try:
@@ -717,6 +720,10 @@ class SymbolProvider:
         is gone: replaced by its table, evicted) gives the table, waited for; a file that is
         not this module's symbols, or not a symbol file, makes the module unknown."""
         started = time.monotonic()
+        if len(offsets) > RAW_ANSWER_MAX_OFFSETS:
+            # a whole library in one job touches most FUNC blocks: the table does that better
+            self._raw_answers.labels("table_instead").inc()
+            return await self._table_instead(module, source)
         if source.early is not None and source.early[0] == offsets:
             answer = source.early[1]
             self._raw_answers.labels("answered").inc()

@@ -378,3 +378,17 @@ def test_sigterm_does_not_wait_for_a_background_build(make_trio, big_store):
     again = trio.post(v5(module, offsets), path="/symbolicate/v5", server="DiskCache").json()
     assert again["results"] == cold["results"]
     assert wait_for(lambda: kinds(trio) == [".symtab"])
+
+
+def test_a_job_of_very_many_offsets_waits_for_the_table(make_trio, big_store):
+    """More offsets than RAW_ANSWER_MAX_OFFSETS (here 25,000; the limit is 20,000): answered
+    from the table, built first, not from the .sym."""
+    store, module, path = big_store
+    trio = make_trio([store.url("plain")], ANSWER_FIRST)
+    offsets = list(range(0x1000, 0x1000 + 25_000 * 8, 8))
+    cold = trio.post(v5(module, offsets), path="/symbolicate/v5", server="DiskCache",
+                     headers={"Debug": "true"}).json()
+    assert [entry["answered_from"] for entry in cold["debug"]["modules_processed"]] == ["table"]
+    assert kinds(trio) == [".symtab"]
+    warm = trio.post(v5(module, offsets), path="/symbolicate/v5", server="DiskCache").json()
+    assert cold["results"] == warm["results"]
