@@ -119,7 +119,8 @@ class Processor:
         for _ in range(workers):
             self._idle.put(None)  # started on first use, or by warm_up
         self._started: list[_Worker] = []
-        self._busy: dict[str, _Worker] = {}  # destination -> the worker writing it
+        self._busy: dict[str, _Worker | None] = {}  # destination (end marker) -> the worker writing (answering) it
+        self._abandoned: set[str] = set()  # answers abandoned before a worker took them
         self._lock = threading.Lock()
         self._following = 0  # workers following a download
         self._extras = 0  # extra workers processing complete files meanwhile
@@ -228,15 +229,25 @@ class Processor:
         """Run an ``answer`` request on an idle worker, else an extra one."""
         worker, extra = self._take_worker(answering=True)
         retired = False
+        key = request.get("follow")  # a download being followed: abandon() may stop it
         try:
             if worker is None or not worker.alive():
                 worker = self._start()
+            if key is not None:
+                with self._lock:
+                    if key in self._abandoned:
+                        raise DownloadAbandoned("the download was abandoned")
+                    self._busy[key] = worker
             reply = worker.call(request)
             retired = bool(reply.get("retire"))
             if retired and not extra:
                 worker.stop()
                 worker = self._start()
         finally:
+            if key is not None:
+                with self._lock:
+                    self._busy.pop(key, None)
+                    self._abandoned.discard(key)
             if extra:
                 self._keep_spare(worker, retired)  # type: ignore[arg-type]
             else:
@@ -269,6 +280,7 @@ class Processor:
         request: dict[str, Any] = {"answer": offsets, "source": str(source), "debug_id": debug_id}
         if follow is not None:
             request.update(follow=str(follow), timeout=timeout_seconds)
+            self._busy[str(follow)] = None  # known before a worker takes it: see abandon()
         return await loop.run_in_executor(self._answer_threads, self._answer, request)
 
     def follow(self, download: Path, end_marker: Path, destination: Path, timeout_seconds: float,
@@ -317,9 +329,13 @@ class Processor:
             return worker if extra else self._start()  # (an extra one is dropped as spare: it is dead)
 
     def abandon(self, destination: Path) -> None:
-        """Kill the worker writing ``destination`` (when it cannot be told to stop, e.g. the
-        end marker of a followed download cannot be written); it is replaced on next use."""
-        worker = self._busy.get(str(destination))
+        """Kill the worker writing ``destination``, or answering from the download whose end
+        marker is ``destination`` (when it cannot be told to stop, e.g. the end marker cannot
+        be written); it is replaced on next use.  One not started yet never starts."""
+        with self._lock:
+            worker = self._busy.get(str(destination))
+            if worker is None and str(destination) in self._busy:
+                self._abandoned.add(str(destination))
         if worker is not None:
             worker.process.kill()
 

@@ -46,6 +46,9 @@ DRAIN_MARGIN_SECONDS = 2.0  # downloads end this long before the drain does
 #: The background builder of tables for modules answered from their .sym files runs at this
 #: lower priority: answering (and everything else) comes first.
 BUILD_NICE = 10
+#: A job with more offsets than this waits for its module's table rather than being answered
+#: from the .sym (each 20,000 FUNC blocks it lands in cost another pass over the names).
+RAW_ANSWER_MAX_OFFSETS = 20_000
 #: How often a download is looked at, to start answering from it once it is big enough.
 ARRIVING_POLL_SECONDS = 0.01
 
@@ -404,17 +407,22 @@ class SymbolProvider:
         handed_over = False  # the download and its follower now belong to a background build
         watching: list[bool] = [False]  # [the early answer started]
         early = None
-        if offsets and self.answer_first_bytes is not None:
+        if offsets and len(offsets) <= RAW_ANSWER_MAX_OFFSETS and self.answer_first_bytes is not None:
             early = asyncio.ensure_future(self._answer_arriving(module, download, end_marker, offsets, watching,
                                                                 destination))
         try:
             result = await self._download(module, download)
             usable = result is not None and not result.restarted
-            if not _write_end_marker(end_marker, result.bytes if usable else None) and following is not None:
-                self.processor.abandon(destination)
-                usable = False
+            if not _write_end_marker(end_marker, result.bytes if usable else None):
+                if following is not None:
+                    self.processor.abandon(destination)
+                    usable = False
+                if early is not None:  # a worker answering from the download waits for that marker
+                    self.processor.abandon(end_marker)
             answered = None
-            if early is not None:
+            if early is not None and not watching[0]:  # the download ended before it was big enough
+                early.cancel()
+            elif early is not None:
                 try:
                     answered = await early
                 except Exception as error:  # noqa: BLE001 - the complete file is answered from instead
@@ -499,21 +507,30 @@ class SymbolProvider:
         background while the module is answered from its RAW entry; if that fails, the
         builder makes it from the RAW file."""
         try:
-            table = await self._process_to_table(download, module, keep=True, processing=following,
-                                                 destination=destination,
-                                                 keep_if=lambda: self.lru.contains(module, RAW))
+            table = await self._built_over_raw(module, self._process_to_table(
+                download, module, keep=True, processing=following, destination=destination,
+                keep_if=lambda: self.lru.contains(module, RAW)))
+        finally:
+            discard(download)
+            discard(end_marker)
+        if table is None and self.lru.contains(module, RAW):  # (not after a wrong module: RAW is gone)
+            return await self._build_from_raw(module)
+        return table
+
+    async def _built_over_raw(self, module: ModuleId, building: Awaitable[SymbolTable | None]) -> SymbolTable | None:
+        """Await the table of a module answered from its RAW entry; the TABLE entry then
+        replaces the RAW one.  None if that failed (logged), or if the file is another
+        module's symbols (the RAW entry is dropped, the module remembered as missing)."""
+        try:
+            table = await building
         except ModuleMismatch:
             self.lru.remove(module, RAW)
             self._remember_missing(module)
             self._background_builds.labels("wrong_module").inc()
             return None
-        finally:
-            discard(download)
-            discard(end_marker)
-        if table is None:
-            return await self._build_from_raw(module)
-        self.lru.remove(module, RAW)  # the table answers from now on
-        self._background_builds.labels("built").inc()
+        if table is not None:
+            self.lru.remove(module, RAW)  # the table answers from now on
+            self._background_builds.labels("built").inc()
         return table
 
     def _answers_first(self, size: int) -> bool:
@@ -542,20 +559,10 @@ class SymbolProvider:
         entry = self.lru.get(module, RAW)
         if entry is None:
             return None
-        try:
-            table = await self._process_to_table(entry.path, module, keep=True, builder=True,
-                                                 keep_if=lambda: self.lru.contains(module, RAW))
-        except ModuleMismatch:
-            self.lru.remove(module, RAW)
-            self._remember_missing(module)
-            self._background_builds.labels("wrong_module").inc()
-            return None
-        if table is None:
-            # failed (logged), or the RAW file was evicted meanwhile (cacheEvict, maxSizeMB)
-            self._background_builds.labels("failed_or_evicted").inc()
-            return None
-        self.lru.remove(module, RAW)  # the table answers from now on
-        self._background_builds.labels("built").inc()
+        table = await self._built_over_raw(module, self._process_to_table(
+            entry.path, module, keep=True, builder=True, keep_if=lambda: self.lru.contains(module, RAW)))
+        if table is None and self.lru.contains(module, RAW):
+            self._background_builds.labels("failed").inc()  # (logged; the RAW entry still answers)
         return table
 
     async def _download(self, module: ModuleId, destination: Path) -> Any:
@@ -715,6 +722,10 @@ class SymbolProvider:
         is gone: replaced by its table, evicted) gives the table, waited for; a file that is
         not this module's symbols, or not a symbol file, makes the module unknown."""
         started = time.monotonic()
+        if len(offsets) > RAW_ANSWER_MAX_OFFSETS:
+            # a whole library in one job touches most FUNC blocks: the table does that better
+            self._raw_answers.labels("table_instead").inc()
+            return await self._table_instead(module, source)
         if source.early is not None and source.early[0] == offsets:
             answer = source.early[1]
             self._raw_answers.labels("answered").inc()

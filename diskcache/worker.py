@@ -1,7 +1,8 @@
 """A parsing worker process: ``python -m diskcache.worker PARENT_PID [RETIRE_MB [NICE]]``.
 
-Reads one JSON request per line on stdin (``{"source": ..., "destination": ..., "debug_id": ...}``;
-the file must be for that debug id), turns the .sym file into a table, and answers one JSON line on stdout: ``{"stats": {...}}`` or
+Reads one JSON request per line on stdin (``{"source": ..., "destination": ..., "debug_id":
+...}``; the file must be for that debug id), turns the .sym file into a table, and answers one
+JSON line on stdout: ``{"stats": {...}}`` or
 ``{"error": kind, "message": ...}``.  It imports only the parser and the table writer, so it
 costs little memory; it ends when stdin closes or when the DiskCache dies.
 

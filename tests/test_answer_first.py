@@ -351,3 +351,44 @@ def test_a_download_is_answered_from_while_it_arrives(make_trio, big_store):
     assert wait_for(lambda: kinds(trio) == [".symtab"])
     warm = trio.post(v5(module, offsets), path="/symbolicate/v5", server="DiskCache").json()
     assert cold["results"] == warm["results"]
+
+
+def test_sigterm_does_not_wait_for_a_background_build(make_trio, big_store):
+    """The table being built after an answer (its worker stopped here, so it never ends) does
+    not hold the exit; after a restart the RAW file is answered from and built again."""
+    import psutil
+
+    store, module, path = big_store
+    trio = make_trio([store.url("plain")], ANSWER_FIRST)
+    offsets = some_offsets(path, 10)
+    cold = trio.post(v5(module, offsets), path="/symbolicate/v5", server="DiskCache").json()
+    diskcache = psutil.Process(trio.pid("DiskCache"))
+    builders = [child for child in diskcache.children() if child.nice() > 0]
+    assert builders and kinds(trio) == [".sym"]  # the build is in flight, at a lower priority
+    for builder in builders:
+        builder.send_signal(signal.SIGSTOP)
+    family = [diskcache, *diskcache.children(recursive=True)]
+    began = time.monotonic()
+    trio.kill("DiskCache", signal.SIGTERM)
+    gone, alive = psutil.wait_procs(family, timeout=20)
+    assert not alive, alive
+    assert time.monotonic() - began < 15
+    assert kinds(trio) == [".sym"]  # no table added by a killed build; the RAW file stays
+    trio.restart_dead()
+    again = trio.post(v5(module, offsets), path="/symbolicate/v5", server="DiskCache").json()
+    assert again["results"] == cold["results"]
+    assert wait_for(lambda: kinds(trio) == [".symtab"])
+
+
+def test_a_job_of_very_many_offsets_waits_for_the_table(make_trio, big_store):
+    """More offsets than RAW_ANSWER_MAX_OFFSETS (here 25,000; the limit is 20,000): answered
+    from the table, built first, not from the .sym."""
+    store, module, path = big_store
+    trio = make_trio([store.url("plain")], ANSWER_FIRST)
+    offsets = list(range(0x1000, 0x1000 + 25_000 * 8, 8))
+    cold = trio.post(v5(module, offsets), path="/symbolicate/v5", server="DiskCache",
+                     headers={"Debug": "true"}).json()
+    assert [entry["answered_from"] for entry in cold["debug"]["modules_processed"]] == ["table"]
+    assert kinds(trio) == [".symtab"]
+    warm = trio.post(v5(module, offsets), path="/symbolicate/v5", server="DiskCache").json()
+    assert cold["results"] == warm["results"]
