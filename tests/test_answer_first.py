@@ -411,3 +411,18 @@ def test_another_modules_symbols_are_answered_unknown_and_not_kept(make_trio, bi
     again = trio.post(v5(wrong, [0x1000]), path="/symbolicate/v5", server="DiskCache").json()
     assert again["results"][0]["found_modules"] == {"big.pdb/" + WRONG_ID: False}
     assert store.count("/plain/big.pdb/" + WRONG_ID + "/big.sym") == 1  # remembered as missing
+
+
+def test_max_size_counts_the_raw_file_while_it_exists(make_trio, big_store):
+    store, module, path = big_store
+    trio = make_trio([store.url("plain")],
+                     dict(ANSWER_FIRST, DiskCache=dict(ANSWER_FIRST["DiskCache"], maxSizeMB=64)))
+
+    def cache_bytes() -> int:
+        return trio.session.get(trio.url("DiskCache", "/__heartbeat__"), timeout=10).json()["cache"]["bytes"]
+
+    trio.post(v5(module, some_offsets(path, 5)), path="/symbolicate/v5", server="DiskCache")
+    assert kinds(trio) == [".sym"] and cache_bytes() == path.stat().st_size  # the RAW file, counted
+    assert wait_for(lambda: kinds(trio) == [".symtab"])
+    table = next(p for p in trio.cache_dir.iterdir() if p.suffix == ".symtab")
+    assert cache_bytes() == table.stat().st_size < path.stat().st_size // 3
