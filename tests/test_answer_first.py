@@ -213,10 +213,16 @@ def big_store(tmp_path_factory):
     path = root / "big.pdb" / debug_id / "big.sym"
     path.parent.mkdir(parents=True)
     generate(path, size_mb=24, seed=21, debug_file="big.pdb", debug_id=debug_id, code_file="big.dll")
+    other = root / "big.pdb" / WRONG_ID / "big.sym"  # the same file where another module's should be
+    other.parent.mkdir()
+    os.link(path, other)
     store = SymbolStore(root)
     store.start()
     yield store, ["big.pdb", debug_id], path
     store.stop()
+
+
+WRONG_ID = "0123456789ABCDEF0123456789ABCDEF1"
 
 
 def v5(module: list[str], offsets: list[int]) -> dict:
@@ -392,3 +398,31 @@ def test_a_job_of_very_many_offsets_waits_for_the_table(make_trio, big_store):
     assert kinds(trio) == [".symtab"]
     warm = trio.post(v5(module, offsets), path="/symbolicate/v5", server="DiskCache").json()
     assert cold["results"] == warm["results"]
+
+
+def test_another_modules_symbols_are_answered_unknown_and_not_kept(make_trio, big_store):
+    store, module, path = big_store
+    trio = make_trio([store.url("plain")], ANSWER_FIRST)
+    wrong = ["big.pdb", WRONG_ID]
+    answer = trio.post(v5(wrong, some_offsets(path, 5)), path="/symbolicate/v5", server="DiskCache").json()
+    assert answer["results"][0]["found_modules"] == {"big.pdb/" + WRONG_ID: False}
+    assert wait_for(lambda: kinds(trio) == [], 30)  # neither the RAW file nor a table
+    assert "another module's" in trio.logs()
+    again = trio.post(v5(wrong, [0x1000]), path="/symbolicate/v5", server="DiskCache").json()
+    assert again["results"][0]["found_modules"] == {"big.pdb/" + WRONG_ID: False}
+    assert store.count("/plain/big.pdb/" + WRONG_ID + "/big.sym") == 1  # remembered as missing
+
+
+def test_max_size_counts_the_raw_file_while_it_exists(make_trio, big_store):
+    store, module, path = big_store
+    trio = make_trio([store.url("plain")],
+                     dict(ANSWER_FIRST, DiskCache=dict(ANSWER_FIRST["DiskCache"], maxSizeMB=64)))
+
+    def cache_bytes() -> int:
+        return trio.session.get(trio.url("DiskCache", "/__heartbeat__"), timeout=10).json()["cache"]["bytes"]
+
+    trio.post(v5(module, some_offsets(path, 5)), path="/symbolicate/v5", server="DiskCache")
+    assert kinds(trio) == [".sym"] and cache_bytes() == path.stat().st_size  # the RAW file, counted
+    assert wait_for(lambda: kinds(trio) == [".symtab"])
+    table = next(p for p in trio.cache_dir.iterdir() if p.suffix == ".symtab")
+    assert cache_bytes() == table.stat().st_size < path.stat().st_size // 3
