@@ -178,7 +178,6 @@ class _Scan:
 
     def _window(self, buffer: bytearray, base: int, start: int, length: int) -> None:
         """Index the lines of ``buffer[start:length]``."""
-        index = self.index
         found = [(match.start(), match.lastindex, match[2], match[3], match[5], match.end())
                  for match in _LINES.finditer(buffer, start, length)]
         base += 1  # a match starts at the newline before its line

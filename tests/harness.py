@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import requests
 
 REPO = Path(__file__).resolve().parent.parent

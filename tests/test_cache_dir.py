@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
-
 from harness import SAMPLE_RESPONSE, sample_request
 
 XUL = ["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]

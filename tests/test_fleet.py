@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 import requests
@@ -342,7 +342,6 @@ def test_fleet_keeps_answering_through_a_diskcache_and_a_memcached_kill(fleet: F
         time.sleep(3)
         victim_mc.restart_dead()
         events["memcached back"] = time.monotonic() - started
-        memcached_back = time.monotonic()
         time.sleep(max(0.0, WORKLOAD_SECONDS - (time.monotonic() - started)))
     finally:
         stop.set()
