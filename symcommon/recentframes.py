@@ -15,7 +15,7 @@ from symcommon.frames import FrameInfo
 from symcommon.prefork import SharedState
 
 
-#: An entry: (expires, value, size, rendered); see :meth:`RecentFrames.young_entries`.
+#: An entry: (expires, value, size, rendered); see :meth:`RecentFrames.rendered_stacks`.
 Entry = tuple[float, Any, int, Any]
 _EXPIRY = itemgetter(0)
 ENTRY_SIZE, ENTRY_RENDERED = itemgetter(2), itemgetter(3)
@@ -111,7 +111,7 @@ class RecentFrames:
                  render: Callable[[Any, Any], Any] | None = None) -> None:
         """``render(key, value)``: what the server will write for this frame (a tuple of
         bytes), computed once when the frame is cached and handed out by
-        :meth:`young_entries` (None: nothing)."""
+        :meth:`rendered_stacks` (None: nothing)."""
         self.render = render
         self.max_entries = max_entries if max_age_seconds > 0 else 0
         self._shared = shared
@@ -162,37 +162,6 @@ class RecentFrames:
                 self._add_young(key, entry)
         return found
 
-    def young_entries(self, module: Any, offsets: Any) -> list[Entry] | None:
-        """The entries of ``module``'s ``offsets`` when every one is in the young generation
-        and fresh (a warm request's frames, looked up in C); else None, and
-        :meth:`get_many` decides."""
-        if not self.max_entries:
-            return None
-        self._follow_clears()
-        young = self._young
-        try:  # (a miss raises: no None to look for among the entries)
-            entries = list(map(young.groups.get(module, _NO_GROUP).__getitem__, offsets))
-        except (KeyError, TypeError):
-            return None
-        if young.first_expiry <= time.monotonic() and entries and min(map(_EXPIRY, entries)) <= time.monotonic():
-            return None
-        return entries
-
-    def young_entries_each(self, modules: Any, offsets: Any) -> list[Entry] | None:
-        """:meth:`young_entries` for frames of several modules, ``modules[i]`` for ``offsets[i]``."""
-        if not self.max_entries:
-            return None
-        self._follow_clears()
-        young = self._young
-        groups = young.groups
-        try:
-            entries = [groups.get(module, _NO_GROUP)[offset] for module, offset in zip(modules, offsets)]
-        except (KeyError, TypeError):
-            return None
-        if young.first_expiry <= time.monotonic() and entries and min(map(_EXPIRY, entries)) <= time.monotonic():
-            return None
-        return entries  # type: ignore[return-value]
-
     def _follow_clears(self) -> None:
         if self._shared is not None:
             clears = self._shared.get(SharedState.FRAME_CACHE_CLEARS)
@@ -209,6 +178,10 @@ class RecentFrames:
         The warm path of a request: a stack of one module is one ``map`` of a dict's ``get``
         over its offsets, in C, and the rest a few passes in C too.
         """
+        if not self.max_entries:
+            return None
+        self._follow_clears()
+        young = self._young
         stacks = []
         frames = 0
         for indexes, offsets in columns:
@@ -218,11 +191,15 @@ class RecentFrames:
             used = set(indexes)
             if min(used) < 0:
                 return None
-            if len(used) == 1:
-                entries = self.young_entries(groups[indexes[0]], offsets)
-            else:
-                entries = self.young_entries_each([groups[index] for index in indexes], offsets)
-            if entries is None:
+            try:  # (a miss raises: no None to look for among the entries)
+                if len(used) == 1:
+                    entries = list(map(young.groups.get(groups[indexes[0]], _NO_GROUP).__getitem__, offsets))
+                else:
+                    entries = [young.groups.get(groups[index], _NO_GROUP)[offset]
+                               for index, offset in zip(indexes, offsets)]
+            except (KeyError, TypeError):
+                return None
+            if young.first_expiry <= time.monotonic() and min(map(_EXPIRY, entries)) <= time.monotonic():
                 return None
             frames += len(entries)
             stacks.append(entries)

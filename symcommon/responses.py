@@ -55,27 +55,16 @@ def v4_stacks(job: Job, answers: JobAnswers) -> list[list[str]]:
             for stack in job.stacks]
 
 
-def v4_response(job: Job, answers: JobAnswers, version: int,
-                cache_hits: list[list[bool]] | None = None) -> Any:
-    """The original protocol: version 3 answers only the list of symbolicated stacks."""
-    stacks = v4_stacks(job, answers)
-    if version == 3:
-        return stacks
-    body: dict[str, Any] = {"symbolicatedStacks": stacks, "knownModules": _known_modules(job, answers)}
-    if cache_hits is not None:
-        body["cacheHits"] = cache_hits
-    return body
-
-
 def _known_modules(job: Job, answers: JobAnswers) -> list[bool]:
     modules = answers.modules
     return [bool(modules.get(i) and modules[i].found) for i in range(len(job.memory_map))]
 
 
 def v4_body(job: Job, answers: JobAnswers, version: int, cache_hits: list[list[bool]] | None = None) -> bytes:
-    """:func:`v4_response` as JSON with the original server's spacing (``", "`` and ``": "``):
-    the bytes ``jsonio.dumps(v4_response(...), compact=False)`` gives, written without the
-    standard library's encoder, which cannot use its C speedups with that spacing."""
+    """The original protocol's answer (version 3: only the stacks of :func:`v4_stacks`; 4 also
+    ``knownModules`` and, when asked for, ``cacheHits``) as JSON with the original server's
+    spacing (``", "`` and ``": "``), written without the standard library's encoder, which
+    cannot use its C speedups with that spacing."""
     stacks = b", ".join([b"[" + b", ".join(map(jsonio.dumps_string, stack)) + b"]"
                          for stack in v4_stacks(job, answers)])
     if version == 3:
