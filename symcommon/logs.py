@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import logging.handlers
 import os
@@ -127,6 +126,10 @@ class LogFile(logging.handlers.RotatingFileHandler):
     def _flush_soon(self) -> None:
         if self._flush_pending:
             return
+        # imported here: the parsing workers import this module (for printable) but never log
+        # to a file, and asyncio, with the ssl it loads, would cost each of them about 10 MB
+        import asyncio
+
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not on an event loop's thread
