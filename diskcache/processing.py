@@ -60,15 +60,27 @@ class RawAnswer:
     stats: dict[str, Any]
 
 
+def frames_from_compact(strings: list[str], frames: list[list[Any]]) -> dict[int, FrameInfo | None]:
+    """Read back :func:`diskcache.worker.compact_frames`: frames of one function share one
+    name object (checked by :meth:`FrameInfo.from_compact`)."""
+    def text(index: int | None) -> str | None:
+        return None if index is None else strings[index]
+
+    return {offset: None if frame is None else FrameInfo.from_compact(
+        [text(frame[0]), frame[1], frame[2], text(frame[3]), frame[4],
+         [[text(name), text(file), line] for name, file, line in frame[5]]])
+        for offset, frame in frames}
+
+
 class _Worker:
     """One worker process; used by one thread at a time."""
 
-    def __init__(self, retire_mb: int, nice: int = 0) -> None:
+    def __init__(self, retire_mb: int, nice: int = 0, idle: bool = False) -> None:
         environment = dict(os.environ)
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
                                                                  environment.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "diskcache.worker", str(os.getpid()), str(retire_mb), str(nice)],
+            [sys.executable, "-m", "diskcache.worker", str(os.getpid()), str(retire_mb), "idle" if idle else str(nice)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment, cwd=PACKAGE_ROOT)
 
     niced = False  # lowered by Processor.lower_priority
@@ -104,13 +116,17 @@ class _Worker:
 class Processor:
     """``processWorkers`` worker processes, started with the DiskCache and replaced if one dies.
 
-    ``nice``: the workers' priority is lowered by that much (the background builder of
-    tables for modules already answered from their .sym files)."""
+    ``nice``: the workers' priority is lowered by that much; ``idle``: they run only when
+    nothing else wants the CPU, and a worker with no more files waiting for it stops (the
+    background builder of tables for modules already answered from their .sym files, whose
+    work comes in bursts; see :func:`diskcache.worker.lowest_priority`)."""
 
-    def __init__(self, workers: int, retire_mb: int = RETIRE_MB, nice: int = 0) -> None:
+    def __init__(self, workers: int, retire_mb: int = RETIRE_MB, nice: int = 0, idle: bool = False) -> None:
         self._workers = workers
         self._retire_mb = retire_mb
         self._nice = nice
+        self._idle_priority = idle
+        self._waiting = 0  # process() calls not finished: an idle-priority worker stops at 0
         # a thread per worker, and one per extra worker (see _process)
         self._threads = ThreadPoolExecutor(2 * workers, thread_name_prefix="processing")
         # answers have threads of their own: they never wait behind files queued for workers
@@ -134,7 +150,7 @@ class Processor:
             self._idle.put(worker if worker is not None and worker.alive() else self._start())
 
     def _start(self) -> _Worker:
-        worker = _Worker(self._retire_mb, self._nice)
+        worker = _Worker(self._retire_mb, self._nice, self._idle_priority)
         self._started = [w for w in self._started if w.alive()] + [worker]
         return worker
 
@@ -197,12 +213,17 @@ class Processor:
             self._busy.pop(request["destination"], None)
             if worker is not None and worker.niced:
                 worker = self._restore_priority(worker, extra)
+            with self._lock:
+                self._waiting -= 1
+                last = self._waiting == 0
+                if "follow" in request and not extra:
+                    self._following -= 1
             if extra:
                 self._keep_spare(worker, retired)
             else:
-                if "follow" in request:
-                    with self._lock:
-                        self._following -= 1
+                if last and self._idle_priority and worker is not None:
+                    worker.stop()  # its memory goes back until the next burst of builds
+                    worker = None
                 self._idle.put(worker)
         if "stats" in reply:
             return ProcessStats(**reply["stats"])
@@ -223,6 +244,8 @@ class Processor:
         request = {"source": str(source), "destination": str(destination), "debug_id": debug_id}
         if record_source:
             request["record_source"] = True
+        with self._lock:
+            self._waiting += 1
         return await loop.run_in_executor(self._threads, self._process, None, request)
 
     def _answer(self, request: dict[str, Any]) -> RawAnswer:
@@ -254,8 +277,7 @@ class Processor:
                 self._idle.put(worker)
         error = reply.get("error")
         if error is None:
-            frames = {offset: None if frame is None else FrameInfo.from_compact(frame)
-                      for offset, frame in reply["frames"]}
+            frames = frames_from_compact(reply["strings"], reply["frames"])
             return RawAnswer(reply["module"], frames, reply.get("answer_stats", {}))
         if error == "not_a_symbol_file":
             raise NotASymbolFile(reply.get("message", ""))
@@ -299,6 +321,7 @@ class Processor:
             worker = self._start()  # not started yet (warm_up not called): start it now
         with self._lock:
             self._following += 1
+            self._waiting += 1
         request = {"source": str(download), "destination": str(destination),
                    "follow": str(end_marker), "timeout": timeout_seconds, "debug_id": debug_id}
         self._busy[request["destination"]] = worker  # abandon() may come before the thread runs

@@ -43,9 +43,13 @@ RECENT_FRAMES = 50_000
 MB = 1024 * 1024
 TABLE_CACHE_MB = 128
 DRAIN_MARGIN_SECONDS = 2.0  # downloads end this long before the drain does
-#: The background builder of tables for modules answered from their .sym files runs at this
-#: lower priority: answering (and everything else) comes first.
+#: A worker following a download for its table goes on at this lower priority once the module
+#: is answered from its .sym instead (see :meth:`SymbolProvider._answer_arriving`).
 BUILD_NICE = 10
+#: A background build waits at most this long for a quiet moment (no module being fetched or
+#: answered from its .sym), then starts anyway, at the builder's idle priority.
+BUILD_DEFER_SECONDS = 10.0
+QUIET_POLL_SECONDS = 0.02
 #: A job with more offsets than this waits for its module's table rather than being answered
 #: from the .sym (each 20,000 FUNC blocks it lands in cost another pass over the names).
 RAW_ANSWER_MAX_OFFSETS = 20_000
@@ -85,9 +89,13 @@ class SymbolProvider:
                                      section["retryDelayMs"], section["downloadTimeoutSeconds"],
                                      section["maxSymbolFileMB"] * MB)
         self.processor = Processor(per_core(section["processWorkers"]))
-        #: Tables of modules answered from their .sym files: one low-priority worker, started
-        #: on the first such module.
-        self.builder = Processor(1, nice=BUILD_NICE)
+        #: Tables of modules answered from their .sym files: one worker at idle priority (it
+        #: runs when nothing else wants the CPU), started on the first such module.
+        self.builder = Processor(1, idle=True)
+        #: Fetches and answers from .sym files in flight: background builds wait until there
+        #: are none (see _until_quiet), unless a request waits for that table (``_urgent``).
+        self._cold_work = 0
+        self._urgent: set[ModuleId] = set()
         #: Cold modules at least this big are answered from the .sym first (None: never).
         self.answer_first_bytes: int | None = (section["answerBeforeTableMB"] * MB
                                                if section["answerBeforeTable"] else None)
@@ -182,7 +190,7 @@ class SymbolProvider:
             if time.monotonic() < deadline:
                 return None
             del self._missing[module]
-        return await self._once(("fetch", module), lambda: self._fetch_table(module, offsets))
+        return await self._once(("fetch", module), lambda: self._cold_work_of(self._fetch_table(module, offsets)))
 
     def _cached_table(self, module: ModuleId) -> SymbolTable | None:
         entry = self.lru.get(module, TABLE)
@@ -329,16 +337,18 @@ class SymbolProvider:
                                 ) -> SymbolTable | None:
         """Process ``source``; ``keep`` adds the table to the cache (as ``kind``: LOCAL for a
         local file, whose identity the table then records), else it lives in memory only.
-        ``builder``: in the low-priority background builder (the module is answered meanwhile);
+        ``builder``: a background build (the module is answered meanwhile), by the idle-priority
+        builder once the DiskCache is quiet (else by a regular worker: see _until_quiet);
         ``keep_if``: asked once the table is written, whether it is still wanted (else None).
 
         ``processing``: already under way (a followed download) and writing ``destination``.
         Raises :class:`ModuleMismatch` (logged here) if the file is another module's symbols.
         """
+        idle_builder = builder and await self._until_quiet(module)
         destination = destination or self.lru.temporary_path(module.cache_stem, "table")
         started = time.monotonic()
         try:
-            processor = self.builder if builder else self.processor
+            processor = self.builder if idle_builder else self.processor
             stats = await (processing or processor.process(source, destination, module.debug_id,
                                                            record_source=kind == LOCAL))
             loop = asyncio.get_running_loop()
@@ -379,6 +389,29 @@ class SymbolProvider:
                                                  **({"built": "in the background"} if builder else {})})
         return table
 
+    async def _cold_work_of(self, work: Awaitable[Any]) -> Any:
+        """Await ``work``, counted as cold work (see _until_quiet)."""
+        self._cold_work += 1
+        try:
+            return await work
+        finally:
+            self._cold_work -= 1
+
+    async def _until_quiet(self, module: ModuleId) -> bool:
+        """Wait until no module is being fetched or answered from its .sym (True), at most
+        BUILD_DEFER_SECONDS, or until a request waits for this very table (``_urgent``).
+
+        A burst of cold requests (a fresh profile: a hundred modules) is CPU-bound: a table
+        built meanwhile would slow every answer and hold another worker's memory, while the
+        module it is for is already answered from its .sym.  Under load that does not end,
+        the table is built anyway (False): each request would otherwise scan the .sym again."""
+        deadline = time.monotonic() + BUILD_DEFER_SECONDS
+        while self._cold_work > 0:
+            if module in self._urgent or time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(QUIET_POLL_SECONDS)
+        return module not in self._urgent
+
     def _record_load(self, module: ModuleId, what: str, figures: dict[str, Any]) -> None:
         """Remember the latest download/processing of a module, for ``Debug: true`` answers."""
         record = self._loads.setdefault(module, {})
@@ -389,27 +422,32 @@ class SymbolProvider:
 
     async def _fetch_table(self, module: ModuleId, offsets: list[int] | None = None
                            ) -> SymbolTable | RawSource | None:
-        """Download and process a module.  When a worker is idle, it parses the download as it
-        arrives, so a big module costs about its download time instead of download plus
-        processing; if the download fails or has to restart, that work is dropped.
+        """Download and process a module.
 
-        With ``answerBeforeTable``, a complete download of at least ``answerBeforeTableMB``
-        becomes the module's RAW entry (a hard link: the worker following the download keeps
-        reading it) and a RawSource is returned, to answer from; the table is finished in the
-        background (by the following worker, else by the builder) and then replaces it.
-        Once the download has ``answerBeforeTableMB``, another worker answers ``offsets``
-        while the rest arrives (``RawSource.early``)."""
+        With ``answerBeforeTable`` and ``offsets`` to answer, a worker answers them from the
+        download while it arrives, once it has ``answerBeforeTableMB`` (``RawSource.early``);
+        a complete download of at least ``answerBeforeTableMB`` becomes the module's RAW
+        entry and a RawSource is returned, to answer from.  Its table is built afterwards by
+        the background builder, once the burst of cold work is over (see _until_quiet), and
+        then replaces the RAW entry.
+
+        Otherwise (no offsets, as for ``cacheGet``; too many; the feature off), when a worker
+        is idle it builds the table from the download as it arrives, so a big module costs
+        about its download time instead of download plus processing; if the download fails
+        or has to restart, that work is dropped.  If the module is answered from its RAW
+        entry after all, that worker finishes the table in the background."""
         download = self.lru.temporary_path(module.cache_stem, "download")
         end_marker = download.with_name(download.name + ".end")
         destination = self.lru.temporary_path(module.cache_stem, "table")
-        following = self.processor.follow(download, end_marker, destination, self.fetcher.timeout,
-                                          module.debug_id)
         handed_over = False  # the download and its follower now belong to a background build
         watching: list[bool] = [False]  # [the early answer started]
-        early = None
+        early = following = None
         if offsets and len(offsets) <= RAW_ANSWER_MAX_OFFSETS and self.answer_first_bytes is not None:
             early = asyncio.ensure_future(self._answer_arriving(module, download, end_marker, offsets, watching,
                                                                 destination))
+        else:
+            following = self.processor.follow(download, end_marker, destination, self.fetcher.timeout,
+                                              module.debug_id)
         try:
             result = await self._download(module, download)
             usable = result is not None and not result.restarted
@@ -789,12 +827,16 @@ class SymbolProvider:
 
     async def _table_instead(self, module: ModuleId, source: RawSource) -> SymbolTable | None:
         """The module's table, waited for (the background build, or a table already there)."""
-        if source.kind == LOCAL:
-            table = await self._once(("local-build", source.path), lambda: self._build_local(source.path, module))
-        else:
-            table = self._cached_table(module)
-            if table is None and self.lru.contains(module, RAW):
-                table = await self._once(("build", module), lambda: self._build_from_raw(module))
+        self._urgent.add(module)  # its build does not wait for a quiet moment
+        try:
+            if source.kind == LOCAL:
+                table = await self._once(("local-build", source.path), lambda: self._build_local(source.path, module))
+            else:
+                table = self._cached_table(module)
+                if table is None and self.lru.contains(module, RAW):
+                    table = await self._once(("build", module), lambda: self._build_from_raw(module))
+        finally:
+            self._urgent.discard(module)
         return table if isinstance(table, SymbolTable) else None
 
     async def answer(self, job: Job, debug: dict[str, list] | None = None,
@@ -817,8 +859,9 @@ class SymbolProvider:
         answers = JobAnswers()
         raw = [index for index, table in by_index.items() if isinstance(table, RawSource)]
         if raw:  # answered from .sym files, each in a worker; a None or a table comes back if not
-            found = await asyncio.gather(*(self._answer_raw(job.memory_map[i].module, by_index[i], sorted(
-                {offset for index, offset in frames if index == i})) for i in raw))
+            found = await self._cold_work_of(asyncio.gather(*(self._answer_raw(
+                job.memory_map[i].module, by_index[i], sorted({offset for index, offset in frames if index == i}))
+                for i in raw)))
             for index, result in zip(raw, found):
                 by_index[index] = result
         for index, table in by_index.items():

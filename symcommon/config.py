@@ -49,7 +49,7 @@ DEFAULTS: Config = {
         # A cold module of at least this many MB is answered from its .sym at once, and its
         # table built afterwards in the background (0: every module); false: always the table first
         "answerBeforeTable": True,
-        "answerBeforeTableMB": 4,
+        "answerBeforeTableMB": 0,
         "maxRequestMB": 32,  # 1,000,000 frames of 64-bit offsets: 25 MB as JSON
         "maxFramesPerRequest": 1000000,
         "maxModulesPerRequest": 5000,

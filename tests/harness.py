@@ -146,10 +146,36 @@ class Trio:
             kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         return self.session.post(self.url(server, path), data=data, timeout=60, **kwargs)
 
+    def wait_for_file(self, name: str, timeout: float = 60.0) -> bool:
+        """Whether the cache directory has ``name`` within ``timeout``: a cold module is
+        answered from its .sym first, and its table built a moment later, in the background."""
+        deadline = time.monotonic() + timeout
+        while not (self.cache_dir / name).is_file():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def cache_files(self) -> list[str]:
         if not self.cache_dir.exists():
             return []
         return sorted(p.name for p in self.cache_dir.iterdir() if p.name != ".tmp")
+
+
+def parsing_workers(pid: int) -> list:
+    """The DiskCache's regular parsing workers (psutil processes): not the background builder
+    (its command line ends with ``idle``), nor one that is exiting (a zombie not yet reaped)."""
+    import psutil
+
+    found = []
+    for child in psutil.Process(pid).children():
+        try:
+            command = child.cmdline()
+        except psutil.Error:
+            continue
+        if "diskcache.worker" in command and command[-1] != "idle":
+            found.append(child)
+    return found
 
 
 def run_quickstart(pid_dir: Path, *args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -21,12 +21,14 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from diskcache.rawlookup import NeedsTable, answer_from_sym
 from diskcache.symfile import LONG_LINE, ModuleMismatch, NotASymbolFile, process_symbol_file
 from diskcache.tablereader import SymbolTable
+from harness import parsing_workers
 from reference_rule import ReferenceModule
 from test_properties import record_lines
 from test_table import random_module
@@ -269,6 +271,72 @@ def test_a_cold_module_is_answered_from_its_sym_then_its_table_replaces_it(make_
     assert warm["results"][0]["found_modules"] == {"big.pdb/" + module[1]: True}
 
 
+def niced_workers(trio) -> list:
+    import psutil
+
+    return [child for child in psutil.Process(trio.pid("DiskCache")).children() if child.nice() > 0]
+
+
+def test_the_builder_runs_at_idle_priority_and_exits_when_done(make_trio, big_store):
+    """The background builder takes only CPU nobody else wants (SCHED_IDLE), and its process
+    gives its memory back once no build is left."""
+    store, module, path = big_store
+    trio = make_trio([store.url("plain")], ANSWER_FIRST)
+    trio.post(v5(module, some_offsets(path, 10)), path="/symbolicate/v5", server="DiskCache")
+    assert wait_for(lambda: niced_workers(trio) or kinds(trio) == [".symtab"])
+    for builder in niced_workers(trio):
+        assert os.sched_getscheduler(builder.pid) == os.SCHED_IDLE
+    assert wait_for(lambda: kinds(trio) == [".symtab"])
+    assert wait_for(lambda: not niced_workers(trio), 30)
+
+
+@pytest.fixture
+def slow_second_store(tmp_path):
+    """A second store whose every answer waits 20 s: a module only it has keeps a download
+    in flight that long."""
+    from gen_symfile import generate
+
+    from symbol_store import SymbolStore
+
+    debug_id = "51074D0E5510E5510E5510E5510E55101"
+    path = tmp_path / "slow.pdb" / debug_id / "slow.sym"
+    path.parent.mkdir(parents=True)
+    generate(path, size_mb=0.5, seed=5, debug_file="slow.pdb", debug_id=debug_id, code_file="slow.dll")
+    store = SymbolStore(tmp_path)
+    store.start()
+    yield store, ["slow.pdb", debug_id]
+    store.stop()
+
+
+def test_tables_wait_while_other_modules_are_fetched_but_not_forever(make_trio, big_store, slow_second_store):
+    """A table is not built while another module is still being fetched (a burst of cold
+    requests is answered first), but cold work that does not end does not stop it: after
+    BUILD_DEFER_SECONDS (10 s) it is built anyway."""
+    from diskcache.provider import BUILD_DEFER_SECONDS
+
+    store, module, path = big_store
+    slow_store, slow_module = slow_second_store
+    trio = make_trio([store.url("plain"), slow_store.url("slow/20000")], ANSWER_FIRST)
+    slow_answer: list = []
+    fetching = threading.Thread(target=lambda: slow_answer.append(requests.post(
+        trio.url("DiskCache", "/symbolicate/v5"), json=v5(slow_module, [0x1000]), timeout=120)))
+    fetching.start()
+    try:
+        assert wait_for(lambda: slow_store.count("/slow/20000/slow.pdb/" + slow_module[1] + "/slow.sym") == 1, 30)
+        began = time.monotonic()
+        cold = trio.post(v5(module, some_offsets(path, 10)), path="/symbolicate/v5", server="DiskCache").json()
+        assert cold["results"][0]["found_modules"] == {"big.pdb/" + module[1]: True}
+        time.sleep(3)
+        assert kinds(trio) == [".sym"] and not slow_answer  # deferred: the slow download is in flight
+        assert wait_for(lambda: ".symtab" in kinds(trio), 60)
+        assert time.monotonic() - began >= BUILD_DEFER_SECONDS - 1
+        assert not slow_answer  # built while the other download was still in flight
+    finally:
+        fetching.join(120)
+    assert slow_answer and slow_answer[0].status_code == 200
+    assert slow_answer[0].json()["results"][0]["found_modules"] == {"slow.pdb/" + slow_module[1]: True}
+
+
 def test_concurrent_requests_for_a_cold_module_download_it_once(make_trio, big_store):
     store, module, path = big_store
     store.reset()
@@ -297,8 +365,8 @@ def test_a_worker_killed_while_answering_is_replaced_and_the_module_answered(mak
     trio = make_trio([store.url("plain")], ANSWER_FIRST)
     offsets = some_offsets(path, 20)
     diskcache = psutil.Process(trio.pid("DiskCache"))
-    assert wait_for(lambda: len([c for c in diskcache.children() if "diskcache.worker" in " ".join(c.cmdline())]) == 2)
-    workers = [child for child in diskcache.children() if "diskcache.worker" in " ".join(child.cmdline())]
+    assert wait_for(lambda: len(parsing_workers(diskcache.pid)) == 2)
+    workers = parsing_workers(diskcache.pid)
     for worker in workers:  # they take the request but cannot answer it; then they die
         worker.send_signal(signal.SIGSTOP)
     results: list = []
@@ -369,9 +437,11 @@ def test_sigterm_does_not_wait_for_a_background_build(make_trio, big_store):
     offsets = some_offsets(path, 10)
     cold = trio.post(v5(module, offsets), path="/symbolicate/v5", server="DiskCache").json()
     diskcache = psutil.Process(trio.pid("DiskCache"))
-    builders = [child for child in diskcache.children() if child.nice() > 0]
-    assert builders and kinds(trio) == [".sym"]  # the build is in flight, at a lower priority
-    for builder in builders:
+
+    def builders() -> list:
+        return [child for child in diskcache.children() if child.nice() > 0]
+    assert wait_for(builders) and kinds(trio) == [".sym"]  # the build is in flight, at a lower priority
+    for builder in builders():
         builder.send_signal(signal.SIGSTOP)
     family = [diskcache, *diskcache.children(recursive=True)]
     began = time.monotonic()

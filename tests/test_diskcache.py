@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness import SAMPLE_RESPONSE, sample_request
+from harness import SAMPLE_RESPONSE, parsing_workers, sample_request
 
 XUL = ["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]
 XUL_PATH = "xul.pdb/44E4EC8C2F41492B9369D6B9A059577C2/xul.sym"
@@ -122,6 +122,7 @@ def test_local_dirs_come_before_stores_and_are_not_copied(make_trio, symbol_stor
     trio = make_trio([symbol_store.url("plain")],
                      {"DiskCache": {"localSymbolDirs": [str(first), str(second)]}})
     assert xul_answer(trio) == "FirstDirFunction (in xul.pdb)"
+    assert trio.wait_for_file("44E4EC8C2F41492B9369D6B9A059577C2.xul.pdb.localtab")  # built after the answer
     assert symbol_store.count(XUL_PATH) == 0
     # no copy of the file, only its processed table
     assert trio.cache_files() == ["44E4EC8C2F41492B9369D6B9A059577C2.xul.pdb.localtab"]
@@ -148,13 +149,15 @@ def _processed_count(trio) -> float:
 
 
 def _trio_with_a_local_xul(make_trio, symbol_store, tmp_path: Path):
-    """A trio whose xul.pdb is a small file in a local symbol directory (store behind it)."""
+    """A trio whose xul.pdb is a small file in a local symbol directory (store behind it),
+    whose table is built before the answer (these tests count how often it is processed)."""
     local = tmp_path / "local"
     target = local / XUL_PATH
     target.parent.mkdir(parents=True)
     target.write_text("MODULE windows x86_64 44E4EC8C2F41492B9369D6B9A059577C2 xul.pdb\n"
                       "FUNC b2e000 1000 0 LocalFunction\n")
-    return target, make_trio([symbol_store.url("plain")], {"DiskCache": {"localSymbolDirs": [str(local)]}})
+    return target, make_trio([symbol_store.url("plain")], {"DiskCache": {"localSymbolDirs": [str(local)],
+                                                                          "answerBeforeTable": False}})
 
 
 def test_a_local_table_is_kept_in_the_cache_across_restarts(make_trio, symbol_store, tmp_path):
@@ -214,10 +217,11 @@ def test_a_local_table_with_a_damaged_index_is_made_again(make_trio, symbol_stor
 
 
 def test_lru_evicts_least_recently_used_past_max_size(make_trio, symbol_store, store_root):
-    # two modules whose tables are over 0.5 MB each, in a 1 MB cache
+    # two modules whose tables are over 0.5 MB each, in a 1 MB cache (tables first: the
+    # accounting of .sym files answered from meanwhile is in test_answer_first)
     modules = [make_module(store_root, f"lru{i}.so", 16000, seed=i) for i in range(2)]
     symbol_store.reset()
-    trio = make_trio([symbol_store.url("plain")], {"DiskCache": {"maxSizeMB": 1}})
+    trio = make_trio([symbol_store.url("plain")], {"DiskCache": {"maxSizeMB": 1, "answerBeforeTable": False}})
 
     def ask(index: int) -> str:
         module, offset = modules[index]
@@ -349,7 +353,7 @@ def test_open_tables_stay_bounded_however_many_modules_are_fetched(tmp_path, sto
     from symcommon.modules import ModuleId
 
     modules = [make_module(store_root, f"bounded{i}.so", 20, seed=100 + i)[0] for i in range(5)]
-    section = load_config(overrides={"DiskCache": {"cachePath": str(tmp_path / "cache"),
+    section = load_config(overrides={"DiskCache": {"cachePath": str(tmp_path / "cache"), "answerBeforeTable": False,
                                                    "symbolURLs": [symbol_store.url("plain")]}})["DiskCache"]
     original = provider_module.OPEN_TABLES
     provider_module.OPEN_TABLES = 2
@@ -375,15 +379,14 @@ def test_a_dead_parsing_worker_is_replaced(make_trio, symbol_store, store_root):
 
     symbol_store.reset()
     trio = make_trio([symbol_store.url("plain")], {"DiskCache": {"processWorkers": 1}})
-    diskcache = psutil.Process(trio.pid("DiskCache"))
-    workers = [child for child in diskcache.children() if "diskcache.worker" in " ".join(child.cmdline())]
+    workers = parsing_workers(trio.pid("DiskCache"))
     assert len(workers) == 1  # processWorkers, started before any module was asked for
     workers[0].kill()
     psutil.wait_procs(workers, timeout=0.5)  # a zombie until the DiskCache notices
     module, offset = make_module(store_root, "afterdeath.so", 50, seed=7)
     body = {"stacks": [[[0, offset]]], "memoryMap": [module], "version": 4}
     assert trio.post(body, server="DiskCache").json()["symbolicatedStacks"][0][0].startswith("sym_")
-    replacements = [child for child in diskcache.children() if "diskcache.worker" in " ".join(child.cmdline())]
+    replacements = parsing_workers(trio.pid("DiskCache"))
     assert len(replacements) == 1 and replacements[0].pid != workers[0].pid
 
 
@@ -433,7 +436,8 @@ def test_a_download_cut_off_and_started_again_is_processed_whole(make_trio, symb
 def test_processing_starts_while_the_download_is_still_arriving(make_trio, symbol_store, store_root):
     module, reference, offsets = generated_module(store_root, "dripped.so", 0.15, seed=22)
     symbol_store.reset()
-    trio = make_trio([symbol_store.url("drip/1")])
+    # (with answerBeforeTable, a worker answers from the download as it arrives instead)
+    trio = make_trio([symbol_store.url("drip/1")], {"DiskCache": {"answerBeforeTable": False}})
     tmp = trio.cache_dir / ".tmp"
     overlapped, finished = threading.Event(), threading.Event()
 
@@ -461,7 +465,7 @@ def test_a_slow_download_being_followed_does_not_hold_up_other_modules(make_trio
     slow, _, slow_offsets = generated_module(store_root, "dripslow.so", 0.4, seed=23)
     quick, reference, offsets = generated_module(store_root, "quick.so", 0.1, seed=24)
     symbol_store.reset()
-    trio = make_trio([symbol_store.url("drip/2")], {"DiskCache": {"processWorkers": 1}})
+    trio = make_trio([symbol_store.url("drip/2")], {"DiskCache": {"processWorkers": 1, "answerBeforeTable": False}})
     tmp = trio.cache_dir / ".tmp"
     slow_answer: list = []
     asker = threading.Thread(target=lambda: slow_answer.append(v5_functions(trio, slow, slow_offsets[:3])))

@@ -23,7 +23,7 @@ def scrape(trio, server: str) -> dict[tuple[str, tuple], float]:
 
 def test_metrics_count_requests_caches_downloads_and_processing(make_trio, symbol_store):
     symbol_store.reset()
-    trio = make_trio([symbol_store.url("flaky/1")], {"DiskCache": {"retries": 2}})
+    trio = make_trio([symbol_store.url("flaky/1")], {"DiskCache": {"retries": 2, "answerBeforeTable": False}})
     assert trio.post(sample_request()).text == SAMPLE_RESPONSE  # cold: 2 downloads, 2 processed
     assert trio.post(sample_request()).text == SAMPLE_RESPONSE  # warm: the in-process cache
     trio.post({"debug": True, "action": "cacheEvict", "libName": "xul.pdb",

@@ -12,7 +12,7 @@ import psutil
 import pytest
 import requests
 
-from harness import run_quickstart, sample_request
+from harness import parsing_workers, run_quickstart, sample_request
 from symcommon.frames import FrameInfo
 from symcommon.prefork import SharedState
 from symcommon.recentframes import RecentFrames
@@ -154,9 +154,7 @@ def test_process_counts_default_to_one_per_core(make_trio, symbol_store, tmp_pat
     assert trio.post(sample_request()).json()["symbolicatedStacks"][0][0].endswith("(in xul.pdb)")
     servers = psutil.Process(trio.pid("SymServer")).children()
     assert len(servers) == (cores if cores > 1 else 0)  # one process serves alone, unforked
-    diskcache = psutil.Process(trio.pid("DiskCache"))
-    workers = [child for child in diskcache.children() if "diskcache.worker" in " ".join(child.cmdline())]
-    assert len(workers) == cores
+    assert len(parsing_workers(trio.pid("DiskCache"))) == cores
     for section, key in (("SymServer", "processes"), ("DiskCache", "processWorkers")):
         result = run_quickstart(tmp_path / "pids", "--configJSON", json.dumps({section: {key: -1}}),
                                 cwd=tmp_path)

@@ -235,8 +235,12 @@ def test_debug_header_reports_downloads_and_processing(make_trio, symbol_store):
     debug = v5(trio, body, headers={"Debug": "true"}).json()["debug"]["diskcache"]
     [fetched] = debug["modules_fetched"]
     assert fetched["module"] == "xul.pdb/44E4EC8C2F41492B9369D6B9A059577C2" and fetched["bytes"] > 0
-    [processed] = debug["modules_processed"]
-    assert processed["seconds"] > 0 and processed["output_bytes"] > 0
+    [processed] = debug["modules_processed"]  # answered from the .sym, its table built afterwards
+    assert processed["answered_from"] == "sym" and processed["offsets"] == 1 and processed["input_bytes"] > 0
+    trio = make_trio([symbol_store.url("plain")], {"DiskCache": {"answerBeforeTable": False}})
+    debug = v5(trio, body, headers={"Debug": "true"}).json()["debug"]["diskcache"]
+    [processed] = debug["modules_processed"]  # the table first
+    assert processed["answered_from"] == "table" and processed["seconds"] > 0 and processed["output_bytes"] > 0
 
 
 def test_health_and_version_endpoints(make_trio, symbol_store):
