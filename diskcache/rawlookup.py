@@ -45,6 +45,7 @@ from symcommon.frames import FrameInfo
 log = logging.getLogger("diskcache.rawlookup")
 
 CHUNK_BYTES = 4 * 1024 * 1024
+FIRST_CHUNK_BYTES = 64 * 1024
 #: A buffer's lines are matched a window of about this many bytes at a time.
 MATCH_WINDOW = 256 * 1024
 #: FILE and INLINE_ORIGIN runs are read again in parts of this size (the parser's lists of a
@@ -250,15 +251,24 @@ def scan(path: Path, expected_debug_id: str | None = None, source: Any = None) -
     with (open(path, "rb") if source is None else source) as text:
         state = _Scan(path, _file_size(text) if source is None else None, expected_debug_id)
         # One buffer, reused: the unfinished last line moves to its front, the next read
-        # follows it (fresh 4 MB objects per read left a heap of twice the index).
-        buffer = bytearray(1 + LONG_WINDOW + CHUNK_BYTES + 1)
+        # follows it (fresh 4 MB objects per read left a heap of twice the index).  Reads
+        # start at FIRST_CHUNK_BYTES and double up to CHUNK_BYTES, the buffer growing with
+        # them: most modules are small, and a 4.5 MB buffer zeroed per file cost a small
+        # module's scan about as much as reading it.
+        chunk = FIRST_CHUNK_BYTES
+        buffer = bytearray(1 + chunk + 1)
         view = memoryview(buffer)
         buffer[0] = ord("\n")  # the first line is preceded by a virtual newline
         filled = 1
         base = -1  # the file offset of buffer[0]
         while True:
-            read = text.readinto(view[filled:filled + CHUNK_BYTES])
-            if base == -1 and not bytes(buffer[1:filled + read]).startswith(b"MODULE "):
+            if len(buffer) < filled + chunk + 1:
+                view.release()
+                buffer.extend(bytes(filled + chunk + 1 - len(buffer)))
+                view = memoryview(buffer)
+            read = text.readinto(view[filled:filled + chunk])
+            chunk = min(2 * chunk, CHUNK_BYTES)
+            if base == -1 and not buffer.startswith(b"MODULE ", 1, filled + read):
                 raise NotASymbolFile("the file does not start with a MODULE record")
             if not read:
                 if filled > 1:  # the last line has no newline of its own
