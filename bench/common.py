@@ -278,6 +278,10 @@ class StoreProcess:
     def url(self, mode: str = "plain") -> str:
         return f"http://127.0.0.1:{self.port}/{mode}"
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
     def stop(self) -> None:
         self._stop.set()
         self._process.join(timeout=10)

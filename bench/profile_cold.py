@@ -116,6 +116,57 @@ def symbolic_request(store_url: str, jobs: list[tuple[str, list[int]]]) -> list[
     return answers
 
 
+class CpuAccount:
+    """CPU seconds (user + system) that named processes, and the children each has reaped,
+    use between :meth:`start` and :meth:`stop`; the DiskCache's live children (its workers)
+    are counted as they are found at each end.  Where a side's time goes, and whether the
+    two sides of the comparison use the cores alike."""
+
+    def __init__(self, processes: dict[str, int], with_children: tuple[str, ...] = ()) -> None:
+        import psutil
+
+        self.processes = {name: psutil.Process(pid) for name, pid in processes.items()}
+        self.with_children = with_children
+        self.before: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    def _snapshot(self) -> dict[str, float]:
+        import psutil
+
+        found: dict[str, float] = {}
+        for name, process in self.processes.items():
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            found[name] = times.user + times.system + times.children_user + times.children_system
+            if name in self.with_children:
+                for child in process.children(recursive=True):
+                    try:
+                        times = child.cpu_times()
+                    except psutil.Error:
+                        continue
+                    found[f"{name} child {child.pid}"] = times.user + times.system
+        return found
+
+    def start(self) -> None:
+        self.before = self._snapshot()
+
+    def stop(self) -> dict[str, float]:
+        after = self._snapshot()
+        self.seconds = {name: round(value - self.before.get(name, 0.0), 3) for name, value in after.items()}
+        return self.seconds
+
+    def by_role(self, child_role: str) -> dict[str, float]:
+        """The seconds by process, children summed under ``child_role``, and the total."""
+        roles: dict[str, float] = {}
+        for name, value in self.seconds.items():
+            role = child_role if " child " in name else name
+            roles[role] = round(roles.get(role, 0.0) + value, 3)
+        roles["total"] = round(sum(self.seconds.values()), 3)
+        return roles
+
+
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \d+ \w+ diskcache\.\w+: "
                       r"(downloaded|processed) (\S+?):? .* in ([0-9.]+)s$")
 
@@ -186,8 +237,10 @@ class ProfileCold(Workload):
         processes = os.cpu_count() or 1
         context = multiprocessing.get_context("spawn")
         with context.Pool(processes, initializer=_pool_start) as pool:
-            pool.map(_pool_ready, range(processes * 2))
+            pool_pids = sorted(set(pool.map(_pool_ready, range(processes * 2))))
             log(f"symbolic pool of {processes} processes ready")
+            cpu = CpuAccount({"store": store.pid, **{f"pool {pid}": pid for pid in pool_pids}})
+            cpu.start()
             began = time.monotonic()
 
             latencies: list[float] = [0.0] * len(groups)
@@ -202,8 +255,13 @@ class ProfileCold(Workload):
             with ThreadPoolExecutor(PARALLEL_REQUESTS) as executor:
                 answers = list(executor.map(one, range(len(groups))))
             seconds = time.monotonic() - began
-        log(f"symbolic pool: {seconds:.2f} s; per request {latencies}")
-        return {"seconds": seconds, "processes": processes, "answers": answers, "request_seconds": latencies}
+            cpu.stop()
+        cpu_seconds = {"pool": round(sum(v for k, v in cpu.seconds.items() if k.startswith("pool ")), 3),
+                       "store": cpu.seconds.get("store", 0.0)}
+        cpu_seconds["total"] = round(cpu_seconds["pool"] + cpu_seconds["store"], 3)
+        log(f"symbolic pool: {seconds:.2f} s; CPU seconds {cpu_seconds}; per request {latencies}")
+        return {"seconds": seconds, "processes": processes, "answers": answers, "request_seconds": latencies,
+                "cpu_seconds": cpu_seconds}
 
     def ours(self, workdir: Any, store: StoreProcess, groups: list[list[dict[str, Any]]]) -> dict[str, Any]:
         import requests
@@ -230,10 +288,15 @@ class ProfileCold(Workload):
                 return [[frame.get("function") for frame in result["stacks"][0]]
                         for result in response.json()["results"]]
 
+            cpu = CpuAccount({"store": store.pid, "DiskCache": trio.pid("DiskCache"),
+                              "SymServer": trio.pid("SymServer"), "memcached": trio.pid("memcached")},
+                             with_children=("DiskCache", "SymServer"))
+            cpu.start()
             began, began_wall = time.monotonic(), time.time()
             with ThreadPoolExecutor(PARALLEL_REQUESTS) as executor:
                 answers = list(executor.map(one, range(len(bodies))))
             seconds = time.monotonic() - began
+            cpu.stop()
             tables_seconds = tables_built_after(trio.cache_dir, began)  # built in the background
         finally:
             trio.stop()
@@ -241,10 +304,12 @@ class ProfileCold(Workload):
             timeline = diskcache_timeline(workdir / "DiskCache.log", began_wall)
         except (OSError, ValueError) as error:
             timeline = {"error": str(error)}
+        cpu_seconds = cpu.by_role("workers")
         log(f"ours: {seconds:.2f} s, statuses {sorted(set(statuses))}; every table built at "
-            f"{tables_seconds if tables_seconds is None else round(tables_seconds, 2)} s; per request {latencies}")
+            f"{tables_seconds if tables_seconds is None else round(tables_seconds, 2)} s; CPU seconds {cpu_seconds}; "
+            f"per request {latencies}")
         return {"seconds": seconds, "statuses": statuses, "answers": answers, "request_seconds": latencies,
-                "tables_seconds": tables_seconds,
+                "tables_seconds": tables_seconds, "cpu_seconds": cpu_seconds,
                 "timeline": timeline,
                 "processes": f"SymServer 1, DiskCache 1 + {cores} workers, memcached 1", "workers": cores}
 
@@ -309,6 +374,8 @@ class ProfileCold(Workload):
         for side in ("ours", "symbolic"):
             run = self.results.get(side) or {}
             lines.append(f"    {side}: seconds per request (in order sent, 4 at once): {run.get('request_seconds')}")
+            lines.append(f"    {side}: CPU seconds from the first request to the last answer (user + system, "
+                         f"the median run): {run.get('cpu_seconds')}")
         if groups:
             lines.append(f"    the 74 MB module is in request {groups.index(True) + 1}")
         timeline = (self.results.get("ours") or {}).get("timeline") or {}
