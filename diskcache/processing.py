@@ -75,15 +75,15 @@ def frames_from_compact(strings: list[str], frames: list[list[Any]]) -> dict[int
 class _Worker:
     """One worker process; used by one thread at a time."""
 
-    def __init__(self, retire_mb: int, nice: int = 0, idle: bool = False) -> None:
+    def __init__(self, retire_mb: int, nice: int = 0) -> None:
         environment = dict(os.environ)
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
                                                                  environment.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "diskcache.worker", str(os.getpid()), str(retire_mb), "idle" if idle else str(nice)],
+            [sys.executable, "-m", "diskcache.worker", str(os.getpid()), str(retire_mb), str(nice)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment, cwd=PACKAGE_ROOT)
 
-    niced = False  # lowered by Processor.lower_priority
+    niced = False  # lowered by Processor.lower_priority or for an idle-priority build
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -113,20 +113,30 @@ class _Worker:
             self.process.wait()
 
 
+def _lowest_priority(worker: _Worker) -> None:
+    """Let ``worker`` run only when no other process wants the CPU: Linux's SCHED_IDLE
+    policy, under which a busy machine gives it almost nothing (a nice of 10 still took about
+    a tenth of a core from the answers of a burst of cold requests); a nice of 19 where that
+    policy is missing.  Undone by :meth:`Processor._restore_priority` after the file."""
+    try:
+        os.sched_setscheduler(worker.process.pid, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        try:
+            os.setpriority(os.PRIO_PROCESS, worker.process.pid, 19)
+        except OSError:
+            return
+    worker.niced = True
+
+
 class Processor:
     """``processWorkers`` worker processes, started with the DiskCache and replaced if one dies.
 
-    ``nice``: the workers' priority is lowered by that much; ``idle``: they run only when
-    nothing else wants the CPU, and a worker with no more files waiting for it stops (the
-    background builder of tables for modules already answered from their .sym files, whose
-    work comes in bursts; see :func:`diskcache.worker.lowest_priority`)."""
+    ``nice``: the workers' priority is lowered by that much."""
 
-    def __init__(self, workers: int, retire_mb: int = RETIRE_MB, nice: int = 0, idle: bool = False) -> None:
+    def __init__(self, workers: int, retire_mb: int = RETIRE_MB, nice: int = 0) -> None:
         self._workers = workers
         self._retire_mb = retire_mb
         self._nice = nice
-        self._idle_priority = idle
-        self._waiting = 0  # process() calls not finished: an idle-priority worker stops at 0
         # a thread per worker, and one per extra worker (see _process)
         self._threads = ThreadPoolExecutor(2 * workers, thread_name_prefix="processing")
         # answers have threads of their own: they never wait behind files queued for workers
@@ -150,7 +160,7 @@ class Processor:
             self._idle.put(worker if worker is not None and worker.alive() else self._start())
 
     def _start(self) -> _Worker:
-        worker = _Worker(self._retire_mb, self._nice, self._idle_priority)
+        worker = _Worker(self._retire_mb, self._nice)
         self._started = [w for w in self._started if w.alive()] + [worker]
         return worker
 
@@ -200,6 +210,8 @@ class Processor:
         try:
             if worker is None or not worker.alive():
                 worker = self._start()
+            if request.pop("idle", False):
+                _lowest_priority(worker)
             self._busy[request["destination"]] = worker
             reply = worker.call(request)
             retired = bool(reply.get("retire"))
@@ -213,17 +225,12 @@ class Processor:
             self._busy.pop(request["destination"], None)
             if worker is not None and worker.niced:
                 worker = self._restore_priority(worker, extra)
-            with self._lock:
-                self._waiting -= 1
-                last = self._waiting == 0
-                if "follow" in request and not extra:
-                    self._following -= 1
             if extra:
                 self._keep_spare(worker, retired)
             else:
-                if last and self._idle_priority and worker is not None:
-                    worker.stop()  # its memory goes back until the next burst of builds
-                    worker = None
+                if "follow" in request:
+                    with self._lock:
+                        self._following -= 1
                 self._idle.put(worker)
         if "stats" in reply:
             return ProcessStats(**reply["stats"])
@@ -236,16 +243,17 @@ class Processor:
         raise ProcessingError(f"{reply.get('error')}: {reply.get('message')}")
 
     async def process(self, source: Path, destination: Path, debug_id: str | None = None,
-                      record_source: bool = False) -> ProcessStats:
+                      record_source: bool = False, idle: bool = False) -> ProcessStats:
         """Process in a worker; raises :class:`NotASymbolFile`, :class:`ModuleMismatch` (the
         file's MODULE line names another ``debug_id``) or :class:`ProcessingError`.
-        ``record_source``: the table records the source file's path, size and mtime."""
+        ``record_source``: the table records the source file's path, size and mtime.
+        ``idle``: the worker runs at idle priority meanwhile (see :func:`_lowest_priority`)."""
         loop = asyncio.get_running_loop()
-        request = {"source": str(source), "destination": str(destination), "debug_id": debug_id}
+        request: dict[str, Any] = {"source": str(source), "destination": str(destination), "debug_id": debug_id}
         if record_source:
             request["record_source"] = True
-        with self._lock:
-            self._waiting += 1
+        if idle:
+            request["idle"] = True
         return await loop.run_in_executor(self._threads, self._process, None, request)
 
     def _answer(self, request: dict[str, Any]) -> RawAnswer:
@@ -321,7 +329,6 @@ class Processor:
             worker = self._start()  # not started yet (warm_up not called): start it now
         with self._lock:
             self._following += 1
-            self._waiting += 1
         request = {"source": str(download), "destination": str(destination),
                    "follow": str(end_marker), "timeout": timeout_seconds, "debug_id": debug_id}
         self._busy[request["destination"]] = worker  # abandon() may come before the thread runs
@@ -341,9 +348,12 @@ class Processor:
                 pass
 
     def _restore_priority(self, worker: _Worker, extra: bool) -> _Worker:
-        """A worker lowered by :meth:`lower_priority` back at normal priority; without the
-        right to raise a priority again (not root), a fresh worker takes its place."""
+        """A worker lowered by :meth:`lower_priority` or :func:`_lowest_priority` back at
+        normal priority; without the right to raise a priority again (not root), a fresh
+        worker takes its place."""
         try:
+            if hasattr(os, "sched_getscheduler") and os.sched_getscheduler(worker.process.pid) == os.SCHED_IDLE:
+                os.sched_setscheduler(worker.process.pid, os.SCHED_OTHER, os.sched_param(0))
             os.setpriority(os.PRIO_PROCESS, worker.process.pid, 0)
             worker.niced = False
             return worker

@@ -47,7 +47,7 @@ DRAIN_MARGIN_SECONDS = 2.0  # downloads end this long before the drain does
 #: is answered from its .sym instead (see :meth:`SymbolProvider._answer_arriving`).
 BUILD_NICE = 10
 #: A background build waits at most this long for a quiet moment (no module being fetched or
-#: answered from its .sym), then starts anyway, at the builder's idle priority.
+#: answered from its .sym) to run at idle priority; then it runs at normal priority anyway.
 BUILD_DEFER_SECONDS = 10.0
 QUIET_POLL_SECONDS = 0.02
 #: A job with more offsets than this waits for its module's table rather than being answered
@@ -89,9 +89,6 @@ class SymbolProvider:
                                      section["retryDelayMs"], section["downloadTimeoutSeconds"],
                                      section["maxSymbolFileMB"] * MB)
         self.processor = Processor(per_core(section["processWorkers"]))
-        #: Tables of modules answered from their .sym files: one worker at idle priority (it
-        #: runs when nothing else wants the CPU), started on the first such module.
-        self.builder = Processor(1, idle=True)
         #: Fetches and answers from .sym files in flight: background builds wait until there
         #: are none (see _until_quiet), unless a request waits for that table (``_urgent``).
         self._cold_work = 0
@@ -162,7 +159,6 @@ class SymbolProvider:
     async def close(self) -> None:
         self.fetcher.abort_all()  # downloads in flight end now; their threads are daemons anyway
         self.processor.shutdown()
-        self.builder.shutdown()  # a background build in flight is killed: its table is never added
         self.threads.shutdown(wait=False, cancel_futures=True)
 
     # -- finding a table ------------------------------------------------------------------
@@ -337,20 +333,20 @@ class SymbolProvider:
                                 ) -> SymbolTable | None:
         """Process ``source``; ``keep`` adds the table to the cache (as ``kind``: LOCAL for a
         local file, whose identity the table then records), else it lives in memory only.
-        ``builder``: a background build (the module is answered meanwhile), by the idle-priority
-        builder once the DiskCache is quiet (else by a regular worker: see _until_quiet);
+        ``builder``: a background build (the module is answered meanwhile), once the DiskCache
+        is quiet, by a worker at idle priority (at normal priority if that wait ends otherwise:
+        see _until_quiet);
         ``keep_if``: asked once the table is written, whether it is still wanted (else None).
 
         ``processing``: already under way (a followed download) and writing ``destination``.
         Raises :class:`ModuleMismatch` (logged here) if the file is another module's symbols.
         """
-        idle_builder = builder and await self._until_quiet(module)
+        idle = builder and await self._until_quiet(module)
         destination = destination or self.lru.temporary_path(module.cache_stem, "table")
         started = time.monotonic()
         try:
-            processor = self.builder if idle_builder else self.processor
-            stats = await (processing or processor.process(source, destination, module.debug_id,
-                                                           record_source=kind == LOCAL))
+            stats = await (processing or self.processor.process(source, destination, module.debug_id,
+                                                                record_source=kind == LOCAL, idle=idle))
             loop = asyncio.get_running_loop()
             if keep and keep_if is not None and not keep_if():
                 discard(destination)
@@ -427,9 +423,9 @@ class SymbolProvider:
         With ``answerBeforeTable`` and ``offsets`` to answer, a worker answers them from the
         download while it arrives, once it has ``answerBeforeTableMB`` (``RawSource.early``);
         a complete download of at least ``answerBeforeTableMB`` becomes the module's RAW
-        entry and a RawSource is returned, to answer from.  Its table is built afterwards by
-        the background builder, once the burst of cold work is over (see _until_quiet), and
-        then replaces the RAW entry.
+        entry and a RawSource is returned, to answer from.  Its table is built afterwards in
+        the background, once the burst of cold work is over (see _until_quiet), and then
+        replaces the RAW entry.
 
         Otherwise (no offsets, as for ``cacheGet``; too many; the feature off), when a worker
         is idle it builds the table from the download as it arrives, so a big module costs
@@ -542,8 +538,8 @@ class SymbolProvider:
     async def _finish_followed(self, module: ModuleId, following: Awaitable[ProcessStats], download: Path,
                                end_marker: Path, destination: Path) -> SymbolTable | None:
         """The table a worker has been building while the download arrived, finished in the
-        background while the module is answered from its RAW entry; if that fails, the
-        builder makes it from the RAW file."""
+        background while the module is answered from its RAW entry; if that fails, it is
+        built again from the RAW file."""
         try:
             table = await self._built_over_raw(module, self._process_to_table(
                 download, module, keep=True, processing=following, destination=destination,
@@ -592,8 +588,8 @@ class SymbolProvider:
         future.add_done_callback(self._background.discard)
 
     async def _build_from_raw(self, module: ModuleId) -> SymbolTable | None:
-        """Build the table of a module answered from its RAW file, in the background builder;
-        then the TABLE entry replaces the RAW one."""
+        """Build the table of a module answered from its RAW file, in the background; then
+        the TABLE entry replaces the RAW one."""
         entry = self.lru.get(module, RAW)
         if entry is None:
             return None
@@ -690,7 +686,7 @@ class SymbolProvider:
             if entry is not None:
                 return entry.path
         self._missing.pop(module, None)
-        await self._once(("fetch", module), lambda: self._fetch_table(module))
+        await self._once(("fetch", module), lambda: self._cold_work_of(self._fetch_table(module)))
         entry = self.lru.get(module, TABLE) or self.lru.get(module, RAW)  # (RAW: its table is being built)
         return entry.path if entry is not None else None
 
@@ -853,17 +849,24 @@ class SymbolProvider:
         wanted_offsets: dict[int, list[int]] = {}
         for i, offset in frames:
             wanted_offsets.setdefault(i, []).append(offset)
-        tables = await asyncio.gather(*(self.table(job.memory_map[i].module, sorted(set(wanted_offsets[i])))
-                                        for i in indexes))
-        by_index: dict[int, Any] = dict(zip(indexes, tables))
+        by_index: dict[int, Any] = {}
+        # cold work from the first fetch to the last answer from a .sym, with no gap between
+        # them in which a background build would start (see _until_quiet)
+        cold = any(not self.lru.contains(job.memory_map[i].module, TABLE) for i in indexes)
+        self._cold_work += cold
+        try:
+            tables = await asyncio.gather(*(self.table(job.memory_map[i].module, sorted(set(wanted_offsets[i])))
+                                            for i in indexes))
+            by_index.update(zip(indexes, tables))
+            raw = [index for index, table in by_index.items() if isinstance(table, RawSource)]
+            if raw:  # answered from .sym files, each in a worker; a None or a table comes back if not
+                found = await asyncio.gather(*(self._answer_raw(job.memory_map[i].module, by_index[i], sorted(
+                    {offset for index, offset in frames if index == i})) for i in raw))
+                for index, result in zip(raw, found):
+                    by_index[index] = result
+        finally:
+            self._cold_work -= cold
         answers = JobAnswers()
-        raw = [index for index, table in by_index.items() if isinstance(table, RawSource)]
-        if raw:  # answered from .sym files, each in a worker; a None or a table comes back if not
-            found = await self._cold_work_of(asyncio.gather(*(self._answer_raw(
-                job.memory_map[i].module, by_index[i], sorted({offset for index, offset in frames if index == i}))
-                for i in raw)))
-            for index, result in zip(raw, found):
-                by_index[index] = result
         for index, table in by_index.items():
             if isinstance(table, RawAnswer):
                 answers.modules[index] = ModuleAnswer(True, table.module.get("code_file"))

@@ -15,8 +15,7 @@ complete .sym file (:mod:`diskcache.rawlookup`), without a table: ``{"module": {
 "frames": [[offset, compact frame or null], ...], "strings": [...], "answer_stats": {...}}``
 (see :func:`compact_frames`); error
 ``needs_table`` when the file must be answered from its table instead.  ``NICE``: the worker
-runs at this lower priority; ``idle``: only when nothing else wants the CPU (the background
-builder of tables).
+runs at this lower priority.
 """
 
 from __future__ import annotations
@@ -246,18 +245,6 @@ def _release_memory() -> Callable[[], object]:
     return lambda: trim(0)
 
 
-def lowest_priority() -> None:
-    """Run only when no other process wants the CPU: Linux's SCHED_IDLE policy, under which a
-    busy machine gives this worker almost nothing (a nice of 10 still took about a tenth of a
-    core from the answers of a burst of cold requests).  The nice value is raised to 19 too:
-    where SCHED_IDLE is missing it is the fallback, and tools like ``top`` show it."""
-    os.nice(19 - os.nice(0))
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        pass
-
-
 def _rss_bytes() -> int:
     try:
         with open("/proc/self/statm") as statm:
@@ -269,9 +256,7 @@ def _rss_bytes() -> int:
 def main(argv: list[str]) -> int:
     _die_with_parent(int(argv[1]) if len(argv) > 1 else os.getppid())
     retire_bytes = (int(argv[2]) if len(argv) > 2 else RETIRE_MB) * 1024 * 1024
-    if len(argv) > 3 and argv[3] == "idle":
-        lowest_priority()
-    elif len(argv) > 3 and int(argv[3]) > 0:
+    if len(argv) > 3 and int(argv[3]) > 0:
         os.nice(int(argv[3]))
     release_memory = _release_memory()
     for line in sys.stdin.buffer:

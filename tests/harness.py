@@ -163,8 +163,8 @@ class Trio:
 
 
 def parsing_workers(pid: int) -> list:
-    """The DiskCache's regular parsing workers (psutil processes): not the background builder
-    (its command line ends with ``idle``), nor one that is exiting (a zombie not yet reaped)."""
+    """The DiskCache's parsing workers (psutil processes), not one that is exiting (a zombie
+    not yet reaped)."""
     import psutil
 
     found = []
@@ -173,7 +173,7 @@ def parsing_workers(pid: int) -> list:
             command = child.cmdline()
         except psutil.Error:
             continue
-        if "diskcache.worker" in command and command[-1] != "idle":
+        if "diskcache.worker" in command:
             found.append(child)
     return found
 

@@ -386,8 +386,8 @@ def test_a_dead_parsing_worker_is_replaced(make_trio, symbol_store, store_root):
     module, offset = make_module(store_root, "afterdeath.so", 50, seed=7)
     body = {"stacks": [[[0, offset]]], "memoryMap": [module], "version": 4}
     assert trio.post(body, server="DiskCache").json()["symbolicatedStacks"][0][0].startswith("sym_")
-    replacements = parsing_workers(trio.pid("DiskCache"))
-    assert len(replacements) == 1 and replacements[0].pid != workers[0].pid
+    replacements = parsing_workers(trio.pid("DiskCache"))  # (and maybe an extra one, for answers)
+    assert replacements and workers[0].pid not in {replacement.pid for replacement in replacements}
 
 
 # -- processing while downloading ----------------------------------------------------------------

@@ -151,10 +151,11 @@ def test_process_counts_default_to_one_per_core(make_trio, symbol_store, tmp_pat
     numbers are kept, and a negative count is a config error."""
     cores = len(os.sched_getaffinity(0))
     trio = make_trio([symbol_store.url("plain")], {"SymServer": {"processes": 0}})
+    # the workers are started with the DiskCache (answers may add extra ones later)
+    assert len(parsing_workers(trio.pid("DiskCache"))) == cores
     assert trio.post(sample_request()).json()["symbolicatedStacks"][0][0].endswith("(in xul.pdb)")
     servers = psutil.Process(trio.pid("SymServer")).children()
     assert len(servers) == (cores if cores > 1 else 0)  # one process serves alone, unforked
-    assert len(parsing_workers(trio.pid("DiskCache"))) == cores
     for section, key in (("SymServer", "processes"), ("DiskCache", "processWorkers")):
         result = run_quickstart(tmp_path / "pids", "--configJSON", json.dumps({section: {key: -1}}),
                                 cwd=tmp_path)
