@@ -78,6 +78,7 @@ def test_symlinked_subdirectory_is_removed_not_its_target(make_trio, symbol_stor
 def test_table_symlinked_before_start_is_removed_not_its_target(make_trio, symbol_store, tmp_path):
     trio = make_trio([symbol_store.url("plain")])
     assert trio.post(XUL_BODY, server="DiskCache").json()["symbolicatedStacks"] == XUL_ANSWER
+    assert trio.wait_for_file(XUL_TABLE)  # (built after the answer)
     trio.quickstart("--stop")
     table = xul_table(trio)
     outside = tmp_path / "outside.symtab"
@@ -96,6 +97,8 @@ def test_table_replaced_by_symlink_while_running_is_not_read(make_trio, symbol_s
     again, and the file the link pointed to is still there."""
     trio = make_trio([symbol_store.url("plain")])
     assert trio.post(sample_request(), server="DiskCache").text == SAMPLE_RESPONSE
+    for name in (XUL_TABLE, "D74F79EB1F8D4A45ABCD2F476CCABACC2.wntdll.pdb.symtab"):
+        assert trio.wait_for_file(name)  # (built after the answer)
     trio.quickstart("--stop")
     trio.start()  # the tables are indexed, none is open yet
     table = xul_table(trio)

@@ -14,6 +14,7 @@ import pytest
 from harness import SAMPLE_RESPONSE, parsing_workers, sample_request
 
 XUL = ["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]
+XUL_TABLE = "44E4EC8C2F41492B9369D6B9A059577C2.xul.pdb.symtab"
 XUL_PATH = "xul.pdb/44E4EC8C2F41492B9369D6B9A059577C2/xul.sym"
 NTDLL_PATH = "wntdll.pdb/D74F79EB1F8D4A45ABCD2F476CCABACC2/wntdll.sym"
 
@@ -245,6 +246,8 @@ def test_restart_reuses_the_cache(make_trio, symbol_store):
     symbol_store.reset()
     trio = make_trio([symbol_store.url("plain")])
     assert trio.post(sample_request()).text == SAMPLE_RESPONSE
+    for table in (XUL_TABLE, "D74F79EB1F8D4A45ABCD2F476CCABACC2.wntdll.pdb.symtab"):
+        assert trio.wait_for_file(table)  # (built after the answer)
     assert len(trio.cache_files()) == 2
     trio.quickstart("--stop")
     trio.start()
@@ -257,6 +260,7 @@ def test_damaged_cache_file_is_deleted_and_refetched(make_trio, symbol_store, da
     symbol_store.reset()
     trio = make_trio([symbol_store.url("plain")])
     assert xul_answer(trio) == "XREMain::XRE_mainRun() (in xul.pdb)"
+    assert trio.wait_for_file(XUL_TABLE)  # (built after the answer)
     trio.quickstart("--stop")
     [table] = [trio.cache_dir / name for name in trio.cache_files()]
     data = table.read_bytes()
@@ -429,7 +433,8 @@ def test_a_download_cut_off_and_started_again_is_processed_whole(make_trio, symb
     assert any(expected)
     assert v5_functions(trio, module, offsets) == expected
     assert symbol_store.count(f"/cutoff/1/cutoff.so/{module[1]}/cutoff.so.sym") == 2
-    assert len(trio.cache_files()) == 1
+    assert trio.wait_for_file(f"{module[1]}.cutoff.so.symtab")  # (built after the answer)
+    assert trio.cache_files() == [f"{module[1]}.cutoff.so.symtab"]
     assert list((trio.cache_dir / ".tmp").iterdir()) == []  # nothing of the dropped work is left
 
 

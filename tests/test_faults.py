@@ -185,6 +185,8 @@ def test_full_disk_is_logged_and_answers_go_on(make_trio, symbol_store, big_modu
                      {"DiskCache": {"cachePath": str(small_filesystem / "cache")}})
     trio.cache_dir = small_filesystem / "cache"
     assert trio.post(sample_request()).text == SAMPLE_RESPONSE
+    for table in ("44E4EC8C2F41492B9369D6B9A059577C2.xul.pdb.symtab", "D74F79EB1F8D4A45ABCD2F476CCABACC2.wntdll.pdb.symtab"):
+        assert trio.wait_for_file(table)  # (built after the answer)
     before = sorted(trio.cache_files())
     response = trio.post(big_request(), server="DiskCache")  # 40 MB: does not fit
     assert response.status_code == 200 and response.json()["knownModules"] == [False]
