@@ -57,6 +57,10 @@ _NUMBER = re.compile(r"[0-9]{1,9}")
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog of 5 drops the connections of a burst of
+    # downloads (the DiskCache opens up to downloadsPerStore at once), which then wait 1 s
+    # for the SYN to be sent again; a real store (nginx: 511) does not
+    request_queue_size = 128
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # a client dropping its connection (as the DiskCache's pool does) is not news
