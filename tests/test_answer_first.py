@@ -446,7 +446,6 @@ def test_sigterm_does_not_wait_for_a_background_build(make_trio, big_store):
     offsets = some_offsets(path, 10)
     cold = trio.post(v5(module, offsets), path="/symbolicate/v5", server="DiskCache").json()
     diskcache = psutil.Process(trio.pid("DiskCache"))
-
     assert wait_for(lambda: idle_workers(trio)) and kinds(trio) == [".sym"]  # the build is in flight
     for builder in idle_workers(trio):
         os.kill(builder, signal.SIGSTOP)
