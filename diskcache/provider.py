@@ -44,7 +44,7 @@ MB = 1024 * 1024
 TABLE_CACHE_MB = 128
 DRAIN_MARGIN_SECONDS = 2.0  # downloads end this long before the drain does
 #: A worker following a download for its table goes on at this lower priority once the module
-#: is answered from its .sym instead (see :meth:`SymbolProvider._answer_arriving`).
+#: is answered from its RAW entry instead (a ``cacheGet`` fetch; see _fetch_table).
 BUILD_NICE = 10
 #: A background build waits at most this long for a quiet moment (no module being fetched or
 #: answered from its .sym) to run at idle priority; then it runs at normal priority anyway.
@@ -439,8 +439,7 @@ class SymbolProvider:
         watching: list[bool] = [False]  # [the early answer started]
         early = following = None
         if offsets and len(offsets) <= RAW_ANSWER_MAX_OFFSETS and self.answer_first_bytes is not None:
-            early = asyncio.ensure_future(self._answer_arriving(module, download, end_marker, offsets, watching,
-                                                                destination))
+            early = asyncio.ensure_future(self._answer_arriving(module, download, end_marker, offsets, watching))
         else:
             following = self.processor.follow(download, end_marker, destination, self.fetcher.timeout,
                                               module.debug_id)
@@ -502,11 +501,9 @@ class SymbolProvider:
                 discard(end_marker)
 
     async def _answer_arriving(self, module: ModuleId, download: Path, end_marker: Path, offsets: list[int],
-                               started: list[bool], destination: Path) -> RawAnswer | None:
+                               started: list[bool]) -> RawAnswer | None:
         """Answer ``offsets`` from a download while it arrives, once it is big enough to be
-        answered first (None if it ends before: the complete file is answered from instead).
-        The worker following the download for its table (``destination``) goes on at a lower
-        priority from then on: the answer is what the request waits for."""
+        answered first (None if it ends before: the complete file is answered from instead)."""
         threshold = self.answer_first_bytes or 0
         while True:
             if end_marker.exists():
@@ -519,7 +516,6 @@ class SymbolProvider:
                 break
             await asyncio.sleep(ARRIVING_POLL_SECONDS)
         started[0] = True
-        self.processor.lower_priority(destination, BUILD_NICE)
         return await self.processor.answer(download, offsets, module.debug_id, follow=end_marker,
                                            timeout_seconds=self.fetcher.timeout)
 
