@@ -8,6 +8,7 @@ wait on the same task.  A module found nowhere is remembered as missing for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -15,7 +16,7 @@ import time
 from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 from diskcache.fetcher import FetchResult, SymbolFetcher
 from diskcache.lru import LOCAL, RAW, TABLE, CacheEntry, DiskLRU, discard, open_new
@@ -385,13 +386,19 @@ class SymbolProvider:
                                                  **({"built": "in the background"} if builder else {})})
         return table
 
-    async def _cold_work_of(self, work: Awaitable[Any]) -> Any:
-        """Await ``work``, counted as cold work (see _until_quiet)."""
-        self._cold_work += 1
+    @contextlib.contextmanager
+    def _counted_as_cold_work(self, counted: bool = True) -> Iterator[None]:
+        """While inside (if ``counted``), background builds wait (see _until_quiet)."""
+        self._cold_work += counted
         try:
-            return await work
+            yield
         finally:
-            self._cold_work -= 1
+            self._cold_work -= counted
+
+    async def _cold_work_of(self, work: Awaitable[Any]) -> Any:
+        """Await ``work``, counted as cold work."""
+        with self._counted_as_cold_work():
+            return await work
 
     async def _until_quiet(self, module: ModuleId) -> bool:
         """Wait until no module is being fetched or answered from its .sym (True), at most
@@ -842,26 +849,24 @@ class SymbolProvider:
         started = time.monotonic()
         frames = job.frames()
         indexes = self._within_fetch_budget(job, frames, budget or FetchBudget(self.max_fetches))
-        wanted_offsets: dict[int, list[int]] = {}
+        offsets_of: dict[int, set[int]] = {}
         for i, offset in frames:
-            wanted_offsets.setdefault(i, []).append(offset)
+            offsets_of.setdefault(i, set()).add(offset)
+        wanted_offsets = {i: sorted(offsets) for i, offsets in offsets_of.items()}
         by_index: dict[int, Any] = {}
         # cold work from the first fetch to the last answer from a .sym, with no gap between
-        # them in which a background build would start (see _until_quiet)
+        # them in which a background build would start
         cold = any(not self.lru.contains(job.memory_map[i].module, TABLE) for i in indexes)
-        self._cold_work += cold
-        try:
-            tables = await asyncio.gather(*(self.table(job.memory_map[i].module, sorted(set(wanted_offsets[i])))
+        with self._counted_as_cold_work(cold):
+            tables = await asyncio.gather(*(self.table(job.memory_map[i].module, wanted_offsets[i])
                                             for i in indexes))
             by_index.update(zip(indexes, tables))
             raw = [index for index, table in by_index.items() if isinstance(table, RawSource)]
             if raw:  # answered from .sym files, each in a worker; a None or a table comes back if not
-                found = await asyncio.gather(*(self._answer_raw(job.memory_map[i].module, by_index[i], sorted(
-                    {offset for index, offset in frames if index == i})) for i in raw))
+                found = await asyncio.gather(*(self._answer_raw(job.memory_map[i].module, by_index[i],
+                                                                wanted_offsets[i]) for i in raw))
                 for index, result in zip(raw, found):
                     by_index[index] = result
-        finally:
-            self._cold_work -= cold
         answers = JobAnswers()
         for index, table in by_index.items():
             if isinstance(table, RawAnswer):
