@@ -117,54 +117,51 @@ def symbolic_request(store_url: str, jobs: list[tuple[str, list[int]]]) -> list[
 
 
 class CpuAccount:
-    """CPU seconds (user + system) that named processes, and the children each has reaped,
-    use between :meth:`start` and :meth:`stop`; the DiskCache's live children (its workers)
-    are counted as they are found at each end.  Where a side's time goes, and whether the
-    two sides of the comparison use the cores alike."""
+    """CPU seconds (user + system) that groups of processes, and the children each has reaped,
+    use between :meth:`start` and :meth:`stop`, by role.  ``children``: roles whose live
+    children (looked for at each end) count too, under the role named here (the DiskCache's
+    workers; a SymServer's forked processes).  Where a side's time goes, and whether the two
+    sides of the comparison use the cores alike."""
 
-    def __init__(self, processes: dict[str, int], with_children: tuple[str, ...] = ()) -> None:
+    def __init__(self, roles: dict[str, list[int]], children: dict[str, str] | None = None) -> None:
         import psutil
 
-        self.processes = {name: psutil.Process(pid) for name, pid in processes.items()}
-        self.with_children = with_children
-        self.before: dict[str, float] = {}
-        self.seconds: dict[str, float] = {}
+        self.roles = {role: [psutil.Process(pid) for pid in pids] for role, pids in roles.items()}
+        self.children = children or {}
+        self.before: dict[tuple[str, int], float] = {}
 
-    def _snapshot(self) -> dict[str, float]:
+    def _snapshot(self) -> dict[tuple[str, int], float]:
+        """CPU seconds so far by (role, pid)."""
         import psutil
 
-        found: dict[str, float] = {}
-        for name, process in self.processes.items():
-            try:
-                times = process.cpu_times()
-            except psutil.Error:
-                continue
-            found[name] = times.user + times.system + times.children_user + times.children_system
-            if name in self.with_children:
-                for child in process.children(recursive=True):
+        found: dict[tuple[str, int], float] = {}
+        for role, processes in self.roles.items():
+            for process in processes:
+                try:
+                    times = process.cpu_times()
+                    found[(role, process.pid)] = (times.user + times.system + times.children_user
+                                                  + times.children_system)
+                    children = process.children(recursive=True) if role in self.children else []
+                except psutil.Error:
+                    continue
+                for child in children:
                     try:
                         times = child.cpu_times()
                     except psutil.Error:
                         continue
-                    found[f"{name} child {child.pid}"] = times.user + times.system
+                    found[(self.children[role], child.pid)] = times.user + times.system
         return found
 
     def start(self) -> None:
         self.before = self._snapshot()
 
     def stop(self) -> dict[str, float]:
-        after = self._snapshot()
-        self.seconds = {name: round(value - self.before.get(name, 0.0), 3) for name, value in after.items()}
-        return self.seconds
-
-    def by_role(self, child_role: str) -> dict[str, float]:
-        """The seconds by process, children summed under ``child_role``, and the total."""
-        roles: dict[str, float] = {}
-        for name, value in self.seconds.items():
-            role = child_role if " child " in name else name
-            roles[role] = round(roles.get(role, 0.0) + value, 3)
-        roles["total"] = round(sum(self.seconds.values()), 3)
-        return roles
+        """The seconds by role since :meth:`start`, and their ``total``."""
+        seconds: dict[str, float] = {}
+        for (role, pid), value in self._snapshot().items():
+            seconds[role] = seconds.get(role, 0.0) + value - self.before.get((role, pid), 0.0)
+        seconds["total"] = sum(seconds.values())
+        return {role: round(value, 3) for role, value in seconds.items()}
 
 
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \d+ \w+ diskcache\.\w+: "
@@ -239,7 +236,7 @@ class ProfileCold(Workload):
         with context.Pool(processes, initializer=_pool_start) as pool:
             pool_pids = sorted(set(pool.map(_pool_ready, range(processes * 2))))
             log(f"symbolic pool of {processes} processes ready")
-            cpu = CpuAccount({"store": store.pid, **{f"pool {pid}": pid for pid in pool_pids}})
+            cpu = CpuAccount({"pool": pool_pids, "store": [store.pid]})
             cpu.start()
             began = time.monotonic()
 
@@ -255,10 +252,7 @@ class ProfileCold(Workload):
             with ThreadPoolExecutor(PARALLEL_REQUESTS) as executor:
                 answers = list(executor.map(one, range(len(groups))))
             seconds = time.monotonic() - began
-            cpu.stop()
-        cpu_seconds = {"pool": round(sum(v for k, v in cpu.seconds.items() if k.startswith("pool ")), 3),
-                       "store": cpu.seconds.get("store", 0.0)}
-        cpu_seconds["total"] = round(cpu_seconds["pool"] + cpu_seconds["store"], 3)
+            cpu_seconds = cpu.stop()
         log(f"symbolic pool: {seconds:.2f} s; CPU seconds {cpu_seconds}; per request {latencies}")
         return {"seconds": seconds, "processes": processes, "answers": answers, "request_seconds": latencies,
                 "cpu_seconds": cpu_seconds}
@@ -288,15 +282,15 @@ class ProfileCold(Workload):
                 return [[frame.get("function") for frame in result["stacks"][0]]
                         for result in response.json()["results"]]
 
-            cpu = CpuAccount({"store": store.pid, "DiskCache": trio.pid("DiskCache"),
-                              "SymServer": trio.pid("SymServer"), "memcached": trio.pid("memcached")},
-                             with_children=("DiskCache", "SymServer"))
+            cpu = CpuAccount({"store": [store.pid], "DiskCache": [trio.pid("DiskCache")],
+                              "SymServer": [trio.pid("SymServer")], "memcached": [trio.pid("memcached")]},
+                             children={"DiskCache": "workers", "SymServer": "SymServer"})
             cpu.start()
             began, began_wall = time.monotonic(), time.time()
             with ThreadPoolExecutor(PARALLEL_REQUESTS) as executor:
                 answers = list(executor.map(one, range(len(bodies))))
             seconds = time.monotonic() - began
-            cpu.stop()
+            cpu_seconds = cpu.stop()
             tables_seconds = tables_built_after(trio.cache_dir, began)  # built in the background
         finally:
             trio.stop()
@@ -304,7 +298,6 @@ class ProfileCold(Workload):
             timeline = diskcache_timeline(workdir / "DiskCache.log", began_wall)
         except (OSError, ValueError) as error:
             timeline = {"error": str(error)}
-        cpu_seconds = cpu.by_role("workers")
         log(f"ours: {seconds:.2f} s, statuses {sorted(set(statuses))}; every table built at "
             f"{tables_seconds if tables_seconds is None else round(tables_seconds, 2)} s; CPU seconds {cpu_seconds}; "
             f"per request {latencies}")
