@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import requests
 
@@ -127,13 +127,8 @@ class Trio:
 
     def wait_for_log(self, name: str, text: str, timeout: float = 5.0) -> bool:
         """Whether ``text`` shows up in a log (request lines are written just after the answer)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            path = self.workdir / name
-            if path.exists() and text in path.read_text():
-                return True
-            time.sleep(0.05)
-        return False
+        path = self.workdir / name
+        return wait_for(lambda: path.exists() and text in path.read_text(), timeout)
 
     def url(self, server: str = "SymServer", path: str = "/") -> str:
         port = self.symserver_port if server == "SymServer" else self.diskcache_port
@@ -149,17 +144,22 @@ class Trio:
     def wait_for_file(self, name: str, timeout: float = 60.0) -> bool:
         """Whether the cache directory has ``name`` within ``timeout``: a cold module is
         answered from its .sym first, and its table built a moment later, in the background."""
-        deadline = time.monotonic() + timeout
-        while not (self.cache_dir / name).is_file():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        return wait_for((self.cache_dir / name).is_file, timeout)
 
     def cache_files(self) -> list[str]:
         if not self.cache_dir.exists():
             return []
         return sorted(p.name for p in self.cache_dir.iterdir() if p.name != ".tmp")
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 120.0, step: float = 0.05) -> bool:
+    """Whether ``condition()`` comes true within ``timeout`` seconds, asked every ``step``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return False
 
 
 def parsing_workers(pid: int) -> list:

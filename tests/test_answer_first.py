@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from diskcache.rawlookup import NeedsTable, answer_from_sym
 from diskcache.symfile import LONG_LINE, ModuleMismatch, NotASymbolFile, process_symbol_file
 from diskcache.tablereader import SymbolTable
-from harness import parsing_workers
+from harness import parsing_workers, wait_for
 from reference_rule import ReferenceModule
 from test_properties import record_lines
 from test_table import random_module
@@ -234,15 +234,6 @@ def v5(module: list[str], offsets: list[int]) -> dict:
 def some_offsets(path: Path, count: int = 40) -> list[int]:
     funcs = [int(address, 16) for address in re.findall(rb"\nFUNC (?:m )?([0-9a-f]+) ", path.read_bytes())]
     return [address + 3 for address in random.Random(4).sample(funcs, count)] + [0x10, funcs[-1] + 0x100000]
-
-
-def wait_for(condition, timeout: float = 120.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def kinds(trio) -> list[str]:

@@ -14,7 +14,7 @@ import psutil
 import pytest
 import requests
 
-from harness import REPO, SAMPLE_RESPONSE, free_port, sample_request
+from harness import REPO, SAMPLE_RESPONSE, free_port, sample_request, wait_for
 
 XUL = ["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]
 BIG_ID = "B16B16B16B16B16B16B16B16B16B16B11"
@@ -36,15 +36,6 @@ def big_request(offset: int = 0x1010) -> dict:
     return {"version": 4, "memoryMap": [["big.pdb", BIG_ID]], "stacks": [[[0, offset]]]}
 
 
-def wait_for(condition, timeout: float, step: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step)
-    return False
-
-
 def test_diskcache_killed_while_writing_a_table_leaves_no_partial_file(make_trio, symbol_store, big_module):
     symbol_store.reset()
     # the table written before the answer (answered first, the module would be answered
@@ -58,13 +49,13 @@ def test_diskcache_killed_while_writing_a_table_leaves_no_partial_file(make_trio
 
     asker = threading.Thread(target=ask)
     asker.start()
-    assert wait_for(lambda: any(p.name.endswith(".table") for p in tmp.iterdir()), 30), "processing never started"
+    assert wait_for(lambda: any(p.name.endswith(".table") for p in tmp.iterdir()), 30, 0.01), "processing never started"
     diskcache = psutil.Process(trio.pid("DiskCache"))
     workers = diskcache.children(recursive=True)
     diskcache.kill()
     asker.join()
     assert trio.cache_files() == []  # no partial table where a reader could see it
-    assert wait_for(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers), 5)
+    assert wait_for(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers), 5, 0.01)
     trio.start()
     assert list(tmp.iterdir()) == []  # the leftovers were cleared at start
     answer = trio.post(big_request(), server="DiskCache").json()
@@ -224,4 +215,4 @@ def test_no_stray_processes_after_stop(make_trio, symbol_store):
     diskcache = psutil.Process(trio.pid("DiskCache"))
     family = [diskcache, *diskcache.children(recursive=True)]
     trio.quickstart("--stop")
-    assert wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family), 5)
+    assert wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family), 5, 0.01)
