@@ -553,7 +553,7 @@ class RawSymbols(SymbolTable):
             def handle(buffer: bytes) -> None:
                 for match in found_ids.finditer(buffer):
                     line = _strip_cr(buffer[match.start() + 1:buffer.index(b"\n", match.end())])
-                    parser.record(b"FILE" if match[1] else b"INLINE_ORIGIN", line)
+                    parser.record(b"FILE" if line.startswith(b"FILE") else b"INLINE_ORIGIN", line)
         else:
             def handle(buffer: bytes) -> None:
                 _Parser(writer).scan(buffer, 0)
@@ -582,11 +582,11 @@ class RawSymbols(SymbolTable):
 
 def _id_lines(files: set[int], origins: set[int]) -> re.Pattern[bytes]:
     """The FILE lines of ``files`` and INLINE_ORIGIN lines of ``origins`` (numbers as the
-    parser reads them: decimal, leading zeros allowed), group 1 set for a FILE line."""
+    parser reads them: decimal, leading zeros allowed), from the newline before each."""
     def numbers(ids: set[int]) -> bytes:
         return b"|".join(b"%d" % number for number in sorted(ids))
 
-    parts = ([rb"(FILE) 0*(?:" + numbers(files) + rb")"] if files else []) + \
+    parts = ([rb"FILE 0*(?:" + numbers(files) + rb")"] if files else []) + \
         ([rb"INLINE_ORIGIN 0*(?:" + numbers(origins) + rb")"] if origins else [])
     return re.compile(rb"\n(?:" + b"|".join(parts) + rb") ")
 

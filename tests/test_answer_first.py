@@ -165,6 +165,19 @@ def test_names_longer_than_the_cap_and_odd_numbers(tmp_path):
     assert agree(text, tmp_path / "odd.sym") > 20
 
 
+def test_an_address_in_an_inline_with_no_line_record(tmp_path):
+    """Its frame names the inlined function and no FILE: the names read are INLINE_ORIGINs
+    only (the regex of wanted ids had no FILE group then, and the worker failed with an
+    IndexError on its "is it a FILE line" test)."""
+    text = b"\n".join([b"MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 x.so", b"FILE 0 a.cpp",
+                       b"INLINE_ORIGIN 0 inlined()", b"FUNC 1000 100 0 f", b"INLINE 0 5 -1 0 1000 10",
+                       b"1040 10 7 0"])
+    path = tmp_path / "x.sym"
+    assert agree(text, path, [0x1004]) == 1
+    frame = answer_from_sym(path, [0x1004])[1][0x1004]
+    assert (frame.function, frame.file, [inline.function for inline in frame.inlines]) == ("f", None, ["inlined()"])
+
+
 def test_module_checks_and_a_long_line(tmp_path):
     path = tmp_path / "x.sym"
     path.write_bytes(b"MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 x.so\nFUNC 10 10 0 f\n")
