@@ -6,9 +6,10 @@ C-level regex search and keeping only (address, size, where the line is) runs at
 hundred MB/s.  The answers must be the table's, byte for byte, so everything that decides
 them is the parser's own code, run on the few lines that matter:
 
-* FUNC and PUBLIC lines in the usual strict form are indexed by one regex search per
-  buffer; when a buffer holds other ``FUNC ``/``PUBLIC `` lines (a count tells), each of
-  its lines goes through the parser's :meth:`_Parser.record` instead.
+* FUNC and PUBLIC lines in the usual strict form are indexed by one pass per buffer: the
+  compiled ``_symscan.scan`` where it is built, else one regex search; when a buffer holds
+  other ``FUNC ``/``PUBLIC `` lines, each of its lines goes through the parser's
+  :meth:`_Parser.record` instead (by the regex pass, which arranges that).
 * The index is ordered and filtered as the table writer does it (FUNCs by address, ties in
   file order, size 0 and FUNCs starting inside the last kept one dropped; PUBLICs, first in
   file order wins), and :meth:`SymbolTable.lookup` runs on it unchanged (:class:`RawSymbols`
@@ -38,6 +39,7 @@ from operator import and_, le, lshift, or_, rshift
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable
 
+from diskcache import compiled
 from diskcache.symfile import KEYWORDS, LONG_LINE, ModuleMismatch, NotASymbolFile, _check_module, _Parser
 from diskcache.tablereader import SymbolTable
 from symcommon.frames import FrameInfo
@@ -163,12 +165,30 @@ class _Scan:
             setattr(self.index, name, column)
         column.extend(values)
 
+    def _extend_packed(self, name: str, packed: bytes, count: int) -> None:
+        """Append a column of ``_symscan.scan``: ``count`` native unsigned ints of 4 bytes, or
+        of 8 if one of them needs it."""
+        if not count:
+            return
+        column = getattr(self.index, name)
+        values = array("I" if len(packed) == 4 * count else "Q", packed)
+        if values.typecode == column.typecode:
+            column.frombytes(packed)
+        elif column.typecode == "Q":
+            column.extend(values.tolist())
+        else:
+            column = array("Q", column)
+            column.extend(values.tolist())
+            setattr(self.index, name, column)
+
     def buffer(self, buffer: bytearray, base: int, length: int) -> None:
         """Index ``buffer[:length]`` (a newline, whole lines, a newline at the end), whose
         byte ``i`` is the file's byte ``base + i``."""
         for start in range(0, length - LONG_WINDOW + 1, LONG_WINDOW):
             if buffer.find(b"\n", start, start + LONG_WINDOW) < 0:
                 raise NeedsTable("a line of more than %d bytes" % LONG_WINDOW)
+        if compiled.symscan is not None and self._compiled_buffer(buffer, base, length):
+            return
         # In windows of about MATCH_WINDOW bytes: a window's matches are held as a list of
         # tuples, and a 4 MB buffer of PUBLIC lines made a list of 20 MB.  A window ends after
         # a newline, and the next one starts at that newline (where its first line's match
@@ -178,6 +198,32 @@ class _Scan:
             end = buffer.find(b"\n", min(start + MATCH_WINDOW, length - 1), length) + 1
             self._window(buffer, base, start, end)
             start = end - 1
+
+    def _compiled_buffer(self, buffer: bytearray, base: int, length: int) -> bool:
+        """Index ``buffer[:length]`` as :meth:`_window` does, by ``_symscan.scan``; False
+        (nothing done) if a FUNC or PUBLIC line is not in the strict form: then every such
+        line of the buffer is the parser's to read, which only the regex pass arranges."""
+        (other_funcs, other_publics, func_count, public_count, func_keys, func_sizes, func_lines,
+         public_keys, public_lines, name_runs, headers) = compiled.symscan.scan(buffer, 0, length, base)
+        if other_funcs or other_publics:
+            return False
+        self._extend_packed("func_keys", func_keys, func_count)
+        self._extend_packed("func_sizes", func_sizes, func_count)
+        self._extend_packed("func_lines", func_lines, func_count)
+        self._extend_packed("public_keys", public_keys, public_count)
+        self._extend_packed("public_lines", public_lines, public_count)
+        for start, end in name_runs:
+            self._name_run(base + start, base + end)
+        for at in headers:
+            self._header(buffer, at)
+        if (name_runs or headers) and self.header.module is not None:
+            _check_module(self.header, self.expected)
+        return True
+
+    def _header(self, buffer: bytearray, at: int) -> None:
+        """The MODULE or INFO line after the newline at ``buffer[at]``, read by the parser."""
+        line = bytes(buffer[at + 1:buffer.index(b"\n", at + 1)])
+        self.header.record(line.partition(b" ")[0].rstrip(b"\r"), _strip_cr(line))
 
     def _window(self, buffer: bytearray, base: int, start: int, length: int) -> None:
         """Index the lines of ``buffer[start:length]``."""
@@ -206,8 +252,7 @@ class _Scan:
                 if kind == _NAME_RUN:
                     self._name_run(base + at - 1, base + end - 1)
                 elif kind == _HEADER:
-                    line = bytes(buffer[at + 1:buffer.index(b"\n", at + 1)])
-                    self.header.record(line.partition(b" ")[0].rstrip(b"\r"), _strip_cr(line))
+                    self._header(buffer, at)
             if self.header.module is not None:
                 _check_module(self.header, self.expected)
 
@@ -544,7 +589,17 @@ class RawSymbols(SymbolTable):
             return
         writer = _Writer(files, origins, publics=set())
         text = self._reader.text
-        if len(files) + len(origins) <= TARGETED_IDS:
+        symscan = compiled.symscan
+        if symscan is not None and max(files | origins) < 1 << 64:
+            # the compiled twin of the regex below, for any number of ids
+            file_ids, origin_ids = (array("Q", sorted(ids)).tobytes() for ids in (files, origins))
+            parser = _Parser(writer)
+
+            def handle(buffer: bytes) -> None:
+                for at, is_file in symscan.id_lines(buffer, file_ids, origin_ids):
+                    line = _strip_cr(buffer[at + 1:buffer.index(b"\n", at + 1)])
+                    parser.record(b"FILE" if is_file else b"INLINE_ORIGIN", line)
+        elif len(files) + len(origins) <= TARGETED_IDS:
             # a few ids (a job of a few addresses): a regex finds just their lines, which the
             # parser's record() reads (the first valid one of each id wins, as in the table)
             found_ids = _id_lines(files, origins)

@@ -30,6 +30,7 @@ from operator import add, itemgetter, le
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
+from diskcache import compiled
 from diskcache.tablewriter import TableWriter
 
 CHUNK_BYTES = 1024 * 1024
@@ -569,7 +570,14 @@ def func_block_columns(block: bytes) -> BlockColumns:
     be one, ``int`` mapped over two columns); line and file numbers are converted only for
     the record a lookup lands on.  Any other block goes through :func:`parse_func_block`.
     A cold lookup parses the block of nearly every function it lands in: this was most of
-    its cost."""
+    its cost.  Where the compiled scans are built, their ``block_columns`` reads the plain
+    form in one pass (about a tenth of the time) and leaves any other block to this code."""
+    symscan = compiled.symscan
+    if symscan is not None:
+        found = symscan.block_columns(block)
+        if found is not None:
+            starts, ends, lines, files, inline_fields = found
+            return BlockColumns(starts, ends, lines, files, [InlineRecord(*fields) for fields in inline_fields])
     inline_end = _INLINE_PREFIX.match(block).end() if block.startswith(b"INLINE ") else 0  # type: ignore[union-attr]
     body = block[inline_end:] if inline_end else block
     inlines: list[InlineRecord] | None = []

@@ -93,3 +93,16 @@ def no_leaked_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
             leaked.append(" ".join(process.info["cmdline"])[:160])
             process.kill()
     assert not leaked, "processes left running by the tests:\n" + "\n".join(leaked)
+
+
+@pytest.fixture(params=["compiled", "python"])
+def scans(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test twice: with the compiled scans of .sym text (``diskcache/_symscan.c``) and
+    with the pure-Python readings they stand in for, which must give the same answers."""
+    from diskcache import compiled
+
+    if request.param == "python":
+        monkeypatch.setattr(compiled, "symscan", None)
+    elif compiled.symscan is None:
+        pytest.skip("the compiled scans are not built here (tests/test_symscan.py says why)")
+    return request.param

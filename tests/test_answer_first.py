@@ -75,6 +75,7 @@ def agree(text: bytes, path: Path, offsets: list[int] | None = None) -> int:
 # -- the answerer against the table and the reference ------------------------------------------
 
 
+@pytest.mark.usefixtures("scans")
 @pytest.mark.parametrize("fixture", sorted(FIXTURES.rglob("*.sym")), ids=lambda path: path.parent.parent.name)
 @pytest.mark.parametrize("targeted,chunk", [(0, 1 << 22), (64, 37)], ids=["names_by_parser", "names_by_id_small_reads"])
 def test_every_fixture_is_answered_as_its_table_answers(fixture, tmp_path, targeted, chunk, monkeypatch):
@@ -90,6 +91,7 @@ def test_every_fixture_is_answered_as_its_table_answers(fixture, tmp_path, targe
     assert agree(text.rstrip(b"\n"), tmp_path / "no_final_newline.sym") >= 4
 
 
+@pytest.mark.usefixtures("scans")
 @pytest.mark.parametrize("chaos", [False, True])
 @pytest.mark.parametrize("seed", range(4))
 def test_random_modules_with_overlaps_unsorted_blocks_and_duplicates(seed, chaos, tmp_path, monkeypatch):
@@ -108,6 +110,7 @@ def test_random_modules_with_overlaps_unsorted_blocks_and_duplicates(seed, chaos
     assert agree(text, tmp_path / "random.sym", sorted(set(offsets))) > 1000
 
 
+@pytest.mark.usefixtures("scans")
 @pytest.mark.parametrize("crlf,junk", [(False, False), (True, True)])
 def test_generated_modules(tmp_path, crlf, junk):
     from gen_symfile import generate
@@ -132,6 +135,7 @@ def test_generated_modules(tmp_path, crlf, junk):
         assert (answers[offset].as_dict() if answers[offset] else None) == reference.lookup(offset)
 
 
+@pytest.mark.usefixtures("scans")
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.function_scoped_fixture])
 @given(st.lists(record_lines, max_size=40), st.sampled_from(["\n", "\r\n"]),
@@ -147,6 +151,7 @@ def test_any_record_soup_is_answered_as_its_table_answers(tmp_path, lines, endin
         assert answers[offset] == table.lookup(offset)
 
 
+@pytest.mark.usefixtures("scans")
 def test_names_longer_than_the_cap_and_odd_numbers(tmp_path):
     long_name = "n" * (70 * 1024)
     text = "\n".join([
@@ -165,6 +170,7 @@ def test_names_longer_than_the_cap_and_odd_numbers(tmp_path):
     assert agree(text, tmp_path / "odd.sym") > 20
 
 
+@pytest.mark.usefixtures("scans")
 def test_an_address_in_an_inline_with_no_line_record(tmp_path):
     """Its frame names the inlined function and no FILE: the names read are INLINE_ORIGINs
     only (the regex of wanted ids had no FILE group then, and the worker failed with an
@@ -178,6 +184,7 @@ def test_an_address_in_an_inline_with_no_line_record(tmp_path):
     assert (frame.function, frame.file, [inline.function for inline in frame.inlines]) == ("f", None, ["inlined()"])
 
 
+@pytest.mark.usefixtures("scans")
 def test_module_checks_and_a_long_line(tmp_path):
     path = tmp_path / "x.sym"
     path.write_bytes(b"MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 x.so\nFUNC 10 10 0 f\n")

@@ -121,6 +121,7 @@ def both_ways(block: bytes) -> tuple[list[int], list[tuple[int, int, int]], list
 CLEAN = b"INLINE 0 12 3 7 1000 20\nINLINE 1 4 -1 8 1004 8 1010 4\n1000 8 10 3\n1008 18 11 3\n1020 4 12 4\n"
 
 
+@pytest.mark.usefixtures("scans")
 @pytest.mark.parametrize("block, why", [
     (CLEAN, "the fast path: INLINE lines first, records in order"),
     (b"1000 8 10 3\n1008 18 11 3\n", "no INLINE lines"),
@@ -158,6 +159,7 @@ def test_block_paths_agree_with_the_plain_rule(block, why):
     both_ways(block)
 
 
+@pytest.mark.usefixtures("scans")
 def test_the_fast_path_is_taken_for_clean_blocks(monkeypatch):
     """What compilers write must not go through the general parse (that is the point)."""
     def refuse(block: bytes) -> FuncBlock:
@@ -201,12 +203,14 @@ def random_block(rng: random.Random) -> bytes:
     return text.encode()
 
 
+@pytest.mark.usefixtures("scans")
 def test_random_blocks_agree_with_the_plain_rule():
     rng = random.Random(12)
     for _ in range(3000):
         both_ways(random_block(rng))
 
 
+@pytest.mark.usefixtures("scans")
 def test_lookups_in_odd_blocks_agree_with_the_reference(monkeypatch):
     """Whole modules of such blocks, read in chunks so small that blocks are cut across
     reads, in pages so small that a lookup batch crosses many: every answer is the
