@@ -37,13 +37,14 @@ class Exchange:
 
 
 class Relay:
-    """Listens on 127.0.0.1 (``port``) and passes every connection on to ``target_port``."""
+    """Listens on ``host`` (127.0.0.1 unless told; ``port``) and passes every connection on to
+    ``target_port`` on 127.0.0.1."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
         self.target_port = target_port
         self._connections: list[tuple[bytearray, bytearray]] = []
         self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.create_server((host, 0))
         self.port = self._listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True, name="relay").start()
 
