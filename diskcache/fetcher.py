@@ -23,8 +23,11 @@ A store is not trusted to behave:
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
+import heapq
 import http.client
+import itertools
 import ipaddress
 import logging
 import os
@@ -587,3 +590,44 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, (ConnectionError, OSError)):
         return "connection"
     return "other"
+
+
+class DownloadSlots:
+    """At most ``count`` downloads from one store at a time.  A freed slot goes to the waiting
+    download with the most addresses to answer, ties in arrival order: a fresh profile's
+    requests ask for a hundred modules at once, and the one that decides when the profile is
+    symbolicated is the big library with thousands of addresses (libxul), which first in,
+    first out put behind the thirty small ones asked for before it."""
+
+    def __init__(self, count: int) -> None:
+        self._free = count
+        self._waiting: list[tuple[int, int, asyncio.Future]] = []  # (-addresses, arrival, future)
+        self._arrivals = itertools.count()
+
+    async def acquire(self, addresses: int = 0) -> None:
+        if self._free > 0:
+            self._free -= 1
+            return
+        entry = (-addresses, next(self._arrivals), asyncio.get_running_loop().create_future())
+        heapq.heappush(self._waiting, entry)
+        try:
+            await entry[2]
+        except asyncio.CancelledError:
+            if entry[2].done() and not entry[2].cancelled():
+                self.release()  # handed a slot just as it gave up: the next one takes it
+            elif entry in self._waiting:
+                self._waiting.remove(entry)
+                heapq.heapify(self._waiting)
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            future = heapq.heappop(self._waiting)[2]
+            if not future.done():
+                future.set_result(None)  # the slot passes straight to it
+                return
+        self._free += 1
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)

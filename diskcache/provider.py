@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
-from diskcache.fetcher import FetchResult, SymbolFetcher
+from diskcache.fetcher import DownloadSlots, FetchResult, SymbolFetcher
 from diskcache.lru import LOCAL, RAW, TABLE, CacheEntry, DiskLRU, discard, open_new
 from diskcache.processing import NeedsTable, ProcessingError, Processor, RawAnswer, SourceMissing
 from diskcache.symfile import ModuleMismatch, NotASymbolFile, ProcessStats
@@ -104,7 +104,7 @@ class SymbolProvider:
         # Opening tables, lookups and the heartbeat: never used by downloads, which have their
         # own threads, at most ``downloadsPerStore`` per store, so slow stores starve nothing.
         self.threads = ThreadPoolExecutor(8, thread_name_prefix="diskcache-io")
-        self._store_slots = {url: asyncio.Semaphore(section["downloadsPerStore"])
+        self._store_slots = {url: DownloadSlots(section["downloadsPerStore"])
                              for url in section["symbolURLs"]}
         self._open: OrderedDict[ModuleId, SymbolTable] = OrderedDict()
         # open tables of local files, with the identity (path, size, mtime_ns) of the file
@@ -451,7 +451,7 @@ class SymbolProvider:
             following = self.processor.follow(download, end_marker, destination, self.fetcher.timeout,
                                               module.debug_id)
         try:
-            result = await self._download(module, download)
+            result = await self._download(module, download, len(offsets or ()))
             usable = result is not None and not result.restarted
             if not _write_end_marker(end_marker, result.bytes if usable else None):
                 if following is not None:
@@ -602,9 +602,10 @@ class SymbolProvider:
             self._background_builds.labels("failed").inc()  # (logged; the RAW entry still answers)
         return table
 
-    async def _download(self, module: ModuleId, destination: Path) -> Any:
+    async def _download(self, module: ModuleId, destination: Path, addresses: int = 0) -> Any:
+        """``addresses``: how many the download is for (the more, the sooner it gets a slot)."""
         try:
-            result = await self._fetch(module, destination)
+            result = await self._fetch(module, destination, addresses)
         except OSError as error:
             log.error("cannot write the download of %s: %s", module, error)
             self._download_failures.labels("disk").inc()
@@ -623,16 +624,17 @@ class SymbolProvider:
                                               "seconds": round(result.seconds, 4)})
         return result
 
-    async def _fetch(self, module: ModuleId, destination: Path) -> FetchResult:
+    async def _fetch(self, module: ModuleId, destination: Path, addresses: int = 0) -> FetchResult:
         """Try the stores in order, each download in a thread of its own once the store has a
-        free slot; ``downloadTimeoutSeconds`` bounds the whole, waiting for a slot included."""
+        free slot (see DownloadSlots); ``downloadTimeoutSeconds`` bounds the whole, waiting
+        for a slot included."""
         result = FetchResult()
         started = time.monotonic()
         deadline = started + self.fetcher.timeout
         for base in self.fetcher.urls:
             slots = self._store_slots[base]
             try:
-                await asyncio.wait_for(slots.acquire(), max(deadline - time.monotonic(), 0.001))
+                await asyncio.wait_for(slots.acquire(addresses), max(deadline - time.monotonic(), 0.001))
             except asyncio.TimeoutError:
                 result.errors.append(f"{base}: no free download slot within {self.fetcher.timeout:g}s")
                 result.failure_reasons.append("timeout")

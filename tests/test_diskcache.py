@@ -304,6 +304,68 @@ def test_concurrent_requests_cause_one_download(make_trio, symbol_store):
     assert symbol_store.count("/slow/1000/" + XUL_PATH) == 1
 
 
+def test_a_freed_download_slot_goes_to_the_job_with_the_most_addresses():
+    """DownloadSlots: first come first served only among equals; a waiter that gives up
+    (its request's timeout) is skipped, and a slot handed to one just as it gave up is
+    passed on, never lost."""
+    import asyncio
+
+    from diskcache.fetcher import DownloadSlots
+
+    async def scenario() -> list[str]:
+        slots = DownloadSlots(1)
+        order: list[str] = []
+        await slots.acquire(1)  # the slot is taken
+
+        async def download(name: str, addresses: int) -> None:
+            await slots.acquire(addresses)
+            order.append(name)
+            await asyncio.sleep(0.01)
+            slots.release()
+
+        tasks = [asyncio.create_task(download(name, addresses))
+                 for name, addresses in [("small", 1), ("none", 0), ("xul", 3000), ("small2", 1), ("mid", 150)]]
+        gives_up = asyncio.create_task(asyncio.wait_for(slots.acquire(10_000), 0.05))
+        while slots.waiting < 6:
+            await asyncio.sleep(0.001)
+        with pytest.raises(asyncio.TimeoutError):
+            await gives_up
+        assert slots.waiting == 5  # the one that gave up left the queue
+        slots.release()
+        await asyncio.gather(*tasks)
+        await slots.acquire(0)  # every slot came back: this one is free at once
+        return order
+
+    assert asyncio.run(scenario()) == ["xul", "mid", "small", "small2", "none"]
+
+
+def test_big_jobs_download_first_when_the_store_slots_are_taken(make_trio, symbol_store, store_root):
+    """Through a real DiskCache with one download slot and a slow store: a module asked for
+    with 60 addresses is downloaded before one asked for earlier with 1."""
+    import requests
+
+    symbol_store.reset()
+    modules = [make_module(store_root, f"slots{n}.so", 200, seed=900 + n) for n in range(3)]
+    trio = make_trio([symbol_store.url("slow/700")], {"DiskCache": {"downloadsPerStore": 1}})
+
+    known: list[bool] = []
+
+    def ask(module: list[str], addresses: int) -> None:
+        body = {"stacks": [[[0, 0x1000 + 16 * i] for i in range(addresses)]], "memoryMap": [module], "version": 4}
+        known.extend(requests.post(trio.url("DiskCache"), json=body, timeout=60).json()["knownModules"])
+
+    threads = []
+    for (module, _), addresses in zip(modules, [1, 1, 60]):
+        threads.append(threading.Thread(target=ask, args=(module, addresses)))
+        threads[-1].start()
+        time.sleep(0.2)  # the first holds the slot; the second, then the third, wait for it
+    for thread in threads:
+        thread.join()
+    assert known == [True, True, True]
+    fetched = [path.split("/")[3] for path in symbol_store.requests if path.startswith("/slow/700/slots")]
+    assert fetched == ["slots0.so", "slots2.so", "slots1.so"]
+
+
 def test_cached_modules_answer_while_another_is_downloading(make_trio, symbol_store):
     trio = make_trio([symbol_store.url("drip/200")])
     # warm xul through the slow store, then ask for ntdll (slow) and xul (cached) at once
