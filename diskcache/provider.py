@@ -50,7 +50,9 @@ BUILD_NICE = 10
 #: A background build waits at most this long for a quiet moment (no module being fetched or
 #: answered from its .sym) to run at idle priority; then it runs at normal priority anyway.
 BUILD_DEFER_SECONDS = 10.0
-QUIET_POLL_SECONDS = 0.02
+#: A quiet moment must last this long for the builds waiting for it to start (a job ending
+#: just before the next one starts is not one).
+QUIET_SETTLE_SECONDS = 0.02
 #: A job with more offsets than this waits for its module's table rather than being answered
 #: from the .sym (each 20,000 FUNC blocks it lands in cost another pass over the names).
 RAW_ANSWER_MAX_OFFSETS = 20_000
@@ -94,6 +96,9 @@ class SymbolProvider:
         #: are none (see _until_quiet), unless a request waits for that table (``_urgent``).
         self._cold_work = 0
         self._urgent: set[ModuleId] = set()
+        #: Set (and replaced) when the cold work ends or a build becomes urgent: the waiting
+        #: builds wake then, instead of each polling (a hundred of them after a fresh profile).
+        self._builds_may_start = asyncio.Event()
         #: Cold modules at least this big are answered from the .sym first (None: never).
         self.answer_first_bytes: int | None = (section["answerBeforeTableMB"] * MB
                                                if section["answerBeforeTable"] else None)
@@ -394,6 +399,13 @@ class SymbolProvider:
             yield
         finally:
             self._cold_work -= counted
+            if counted and not self._cold_work:
+                self._wake_builds()
+
+    def _wake_builds(self) -> None:
+        """Let the builds in _until_quiet look again."""
+        self._builds_may_start.set()
+        self._builds_may_start = asyncio.Event()
 
     async def _cold_work_of(self, work: Awaitable[Any]) -> Any:
         """Await ``work``, counted as cold work."""
@@ -409,11 +421,18 @@ class SymbolProvider:
         module it is for is already answered from its .sym.  Under load that does not end,
         the table is built anyway (False): each request would otherwise scan the .sym again."""
         deadline = time.monotonic() + BUILD_DEFER_SECONDS
-        while self._cold_work > 0:
-            if module in self._urgent or time.monotonic() >= deadline:
+        while True:
+            if module in self._urgent:
                 return False
-            await asyncio.sleep(QUIET_POLL_SECONDS)
-        return module not in self._urgent
+            if not self._cold_work:
+                await asyncio.sleep(QUIET_SETTLE_SECONDS)
+                if not self._cold_work:
+                    return module not in self._urgent
+                continue
+            try:
+                await asyncio.wait_for(self._builds_may_start.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                return False
 
     def _record_load(self, module: ModuleId, what: str, figures: dict[str, Any]) -> None:
         """Remember the latest download/processing of a module, for ``Debug: true`` answers."""
@@ -829,6 +848,7 @@ class SymbolProvider:
     async def _table_instead(self, module: ModuleId, source: RawSource) -> SymbolTable | None:
         """The module's table, waited for (the background build, or a table already there)."""
         self._urgent.add(module)  # its build does not wait for a quiet moment
+        self._wake_builds()
         try:
             if source.kind == LOCAL:
                 table = await self._once(("local-build", source.path), lambda: self._build_local(source.path, module))
