@@ -132,6 +132,14 @@ static int name_line(const unsigned char *text, Py_ssize_t end, Py_ssize_t at)
     return starts(text, end, at, "FILE ", 5) || starts(text, end, at, "INLINE_ORIGIN ", 14);
 }
 
+/* A MODULE or INFO line: the word, then a space, "\n" or "\r\n". */
+static int header_line(const unsigned char *text, Py_ssize_t end, Py_ssize_t line, const char *word, Py_ssize_t length)
+{
+    Py_ssize_t after = line + length;
+    return starts(text, end, line, word, length)
+        && ((after < end && (text[after] == ' ' || text[after] == '\n')) || starts(text, end, after, "\r\n", 2));
+}
+
 enum { FUNC_KEYS, FUNC_SIZES, FUNC_LINES, PUBLIC_KEYS, PUBLIC_LINES, COLUMNS };
 
 typedef struct {
@@ -186,13 +194,9 @@ static int scan_lines(const unsigned char *text, Py_ssize_t start, Py_ssize_t en
                 at = run_end;
                 continue;
             }
-            if (text[line] == 'I' && starts(text, end, line, "INFO", 4)) {
-                Py_ssize_t after = line + 4;
-                if ((after < end && (text[after] == ' ' || text[after] == '\n'))
-                    || starts(text, end, after, "\r\n", 2))
-                    if (column_push(&found->headers, (uint64_t)before) < 0)
-                        return -1;
-            }
+            if (text[line] == 'I' && header_line(text, end, line, "INFO", 4)
+                && column_push(&found->headers, (uint64_t)before) < 0)
+                return -1;
             continue;
         case 'P':
             if (starts(text, end, line, "PUBLIC ", 7)) {
@@ -206,13 +210,8 @@ static int scan_lines(const unsigned char *text, Py_ssize_t start, Py_ssize_t en
             }
             continue;
         case 'M':
-            if (starts(text, end, line, "MODULE", 6)) {
-                Py_ssize_t after = line + 6;
-                if ((after < end && (text[after] == ' ' || text[after] == '\n'))
-                    || starts(text, end, after, "\r\n", 2))
-                    if (column_push(&found->headers, (uint64_t)before) < 0)
-                        return -1;
-            }
+            if (header_line(text, end, line, "MODULE", 6) && column_push(&found->headers, (uint64_t)before) < 0)
+                return -1;
             continue;
         default:
             continue;
