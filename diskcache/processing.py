@@ -24,7 +24,8 @@ from typing import Any
 
 from diskcache.lru import discard
 from diskcache.symfile import ModuleMismatch, NotASymbolFile, ProcessStats
-from symcommon.frames import FrameInfo
+from symcommon import jsonio
+from symcommon.frames import FrameInfo, InlineFrame
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 #: A worker still this big after a file (a fragmented heap) is replaced by a fresh one, so
@@ -62,14 +63,16 @@ class RawAnswer:
 
 def frames_from_compact(strings: list[str], frames: list[list[Any]]) -> dict[int, FrameInfo | None]:
     """Read back :func:`diskcache.worker.compact_frames`: frames of one function share one
-    name object (checked by :meth:`FrameInfo.from_compact`)."""
-    def text(index: int | None) -> str | None:
-        return None if index is None else strings[index]
+    name object.  Built directly, not through :meth:`FrameInfo.from_compact`'s checks: the
+    worker is our own process, made these from FrameInfos, and a reply it garbles fails
+    here with an error like any other (an index out of range, a type error)."""
+    def frame_info(frame: list[Any]) -> FrameInfo:
+        name, offset, size, file, line, inlines = frame
+        return FrameInfo(strings[name], offset, size, None if file is None else strings[file], line,
+                         tuple(InlineFrame(strings[inline_name], None if inline_file is None else strings[inline_file],
+                                           inline_line) for inline_name, inline_file, inline_line in inlines))
 
-    return {offset: None if frame is None else FrameInfo.from_compact(
-        [text(frame[0]), frame[1], frame[2], text(frame[3]), frame[4],
-         [[text(name), text(file), line] for name, file, line in frame[5]]])
-        for offset, frame in frames}
+    return {offset: None if frame is None else frame_info(frame) for offset, frame in frames}
 
 
 class _Worker:
@@ -98,7 +101,7 @@ class _Worker:
             raise ProcessingError(f"the worker process is gone: {error}") from error
         if not reply:
             raise ProcessingError(f"the worker process died (exit status {self.process.wait()})")
-        return json.loads(reply)
+        return jsonio.loads(reply)  # orjson: answers of thousands of frames come this way
 
     def stop(self) -> None:
         if self.process.stdin is not None:
