@@ -50,9 +50,11 @@ BUILD_NICE = 10
 #: A background build waits at most this long for a quiet moment (no module being fetched or
 #: answered from its .sym) to run at idle priority; then it runs at normal priority anyway.
 BUILD_DEFER_SECONDS = 10.0
-#: A quiet moment must last this long for the builds waiting for it to start (a job ending
-#: just before the next one starts is not one).
-QUIET_SETTLE_SECONDS = 0.02
+#: A quiet moment must last this long for the builds waiting for it to start: a client's
+#: next request often follows its last answer by tens of milliseconds (the profiler keeps 3
+#: or 4 in flight), and builds started in such a gap take the workers the next answers
+#: then need, so that extra workers are started for them (40 ms of CPU each).
+QUIET_SETTLE_SECONDS = 0.25
 #: A job with more offsets than this waits for its module's table rather than being answered
 #: from the .sym (each 20,000 FUNC blocks it lands in cost another pass over the names).
 RAW_ANSWER_MAX_OFFSETS = 20_000
