@@ -106,6 +106,20 @@ class FollowingReader:
         if self._pending:
             data, self._pending = self._pending, b""
             return data
+        return self._follow(lambda file: file.read(size))
+
+    def readinto(self, view: Any) -> int:
+        """As a file's: what has arrived, at most ``len(view)`` bytes; 0 only at the end.
+        Read straight into ``view`` (the scan's buffer): no bytes object per read."""
+        if self._pending:
+            data, self._pending = self._pending[:len(view)], self._pending[len(view):]
+            view[:len(data)] = data
+            return len(data)
+        return self._follow(lambda file: file.readinto(view))
+
+    def _follow(self, read_some: Callable[[BinaryIO], Any]) -> Any:
+        """``read_some(file)`` (bytes, or a count of bytes read) once it gives something, or
+        at the end of the complete download (then b"" or 0, as it gave)."""
         deadline = time.monotonic() + self.timeout
         complete = False  # the end marker was seen before this read: no more data will come
         end: int | None = None
@@ -116,14 +130,13 @@ class FollowingReader:
                 except FileNotFoundError:
                     if complete:
                         raise DownloadAbandoned("the download is complete but its file is gone") from None
-            if self._file is not None:
-                data = self._file.read(size)
-                if data:
-                    self.position += len(data)
-                    return data
+            got = read_some(self._file) if self._file is not None else None
+            if got:
+                self.position += got if isinstance(got, int) else len(got)
+                return got
             if complete:
                 if self.position == end:
-                    return b""
+                    return got
                 raise DownloadAbandoned(f"the download has {self.position} bytes, not {end}")
             end = self._end()
             if end is not None:
@@ -132,12 +145,6 @@ class FollowingReader:
             if time.monotonic() > deadline:
                 raise DownloadAbandoned(f"no data for {self.timeout:.0f}s")
             time.sleep(FOLLOW_POLL_SECONDS)
-
-    def readinto(self, view: Any) -> int:
-        """As a file's: what has arrived, at most ``len(view)`` bytes; 0 only at the end."""
-        data = self.read(len(view))
-        view[:len(data)] = data
-        return len(data)
 
     def __enter__(self) -> FollowingReader:
         return self
