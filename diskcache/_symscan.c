@@ -36,6 +36,10 @@
  *   ((start, end), ...)) tuples.  None for any other block, and for numbers that do not
  *   fit 64 bits (the Python path decides those).
  *
+ * nondecreasing(column) -> bool, disjoint(keys, sizes) -> bool
+ *   rawlookup's checks of a scanned index (is it in order, does each FUNC end before the
+ *   next starts, none of size 0), over arrays of unsigned ints of 4 or 8 bytes.
+ *
  * id_lines(buffer, files, origins) -> [(position, is_file), ...]
  *   The lines "FILE N " and "INLINE_ORIGIN N " of buffer (each after a newline; N decimal,
  *   leading zeros allowed) whose N is in files (or origins): sorted native uint64 ids, as
@@ -554,11 +558,80 @@ static PyObject *id_lines(PyObject *module, PyObject *args)
     return found;
 }
 
+/* A column (an array of unsigned ints, 4 or 8 bytes each) as a view; 0 and an exception if not. */
+static int column_view(PyObject *column, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(column, view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+        return 0;
+    if (view->format == NULL || (strcmp(view->format, "I") != 0 && strcmp(view->format, "L") != 0
+                                 && strcmp(view->format, "Q") != 0 && strcmp(view->format, "K") != 0)
+        || (view->itemsize != 4 && view->itemsize != 8)) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_TypeError, "a column must be an array of unsigned ints of 4 or 8 bytes");
+        return 0;
+    }
+    return 1;
+}
+
+static uint64_t column_item(const Py_buffer *view, Py_ssize_t i)
+{
+    return view->itemsize == 4 ? ((const uint32_t *)view->buf)[i] : ((const uint64_t *)view->buf)[i];
+}
+
+static PyObject *nondecreasing(PyObject *module, PyObject *column)
+{
+    (void)module;
+    Py_buffer view;
+    if (!column_view(column, &view))
+        return NULL;
+    Py_ssize_t count = view.len / view.itemsize;
+    int result = 1;
+    for (Py_ssize_t i = 1; i < count && result; i++)
+        result = column_item(&view, i - 1) <= column_item(&view, i);
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(result);
+}
+
+static PyObject *disjoint(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *keys_column, *sizes_column;
+    if (!PyArg_ParseTuple(args, "OO", &keys_column, &sizes_column))
+        return NULL;
+    Py_buffer keys, sizes;
+    if (!column_view(keys_column, &keys))
+        return NULL;
+    if (!column_view(sizes_column, &sizes)) {
+        PyBuffer_Release(&keys);
+        return NULL;
+    }
+    Py_ssize_t count = keys.len / keys.itemsize;
+    if (sizes.len / sizes.itemsize != count) {
+        PyBuffer_Release(&keys);
+        PyBuffer_Release(&sizes);
+        PyErr_SetString(PyExc_ValueError, "keys and sizes differ in length");
+        return NULL;
+    }
+    int result = 1;
+    for (Py_ssize_t i = 0; i < count && result; i++) {
+        uint64_t size = column_item(&sizes, i);
+        result = size != 0 && (i + 1 == count
+                               || (unsigned __int128)column_item(&keys, i) + size <= column_item(&keys, i + 1));
+    }
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&sizes);
+    return PyBool_FromLong(result);
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(buffer, start, end, base): the FUNC and PUBLIC lines of buffer[start:end] (see the module)."},
     {"block_columns", block_columns, METH_O,
      "block_columns(block): a FUNC block's line records and INLINE records, or None (see the module)."},
+    {"nondecreasing", nondecreasing, METH_O,
+     "nondecreasing(column): whether an array of unsigned ints never decreases."},
+    {"disjoint", disjoint, METH_VARARGS,
+     "disjoint(keys, sizes): whether every size is above 0 and each key + size <= the next key."},
     {"id_lines", id_lines, METH_VARARGS,
      "id_lines(buffer, files, origins): where the wanted FILE and INLINE_ORIGIN lines are (see the module)."},
     {NULL, NULL, 0, NULL},

@@ -349,7 +349,16 @@ def _file_size(text: BinaryIO) -> int:
 
 
 def _in_order(keys: array) -> bool:
+    if compiled.symscan is not None:
+        return compiled.symscan.nondecreasing(keys)
     return all(map(le, keys, islice(keys, 1, None)))
+
+
+def _disjoint(keys: array, sizes: array) -> bool:
+    """Every size above 0, and each FUNC ends before the next one starts."""
+    if compiled.symscan is not None:
+        return compiled.symscan.disjoint(keys, sizes)
+    return all(sizes) and all(map(le, map(int.__add__, keys, sizes), islice(keys, 1, None)))
 
 
 def _sort(keys: array, lines: array, *columns: array) -> None:
@@ -371,7 +380,7 @@ def _order(index: RawIndex) -> None:
     keys, sizes, lines = index.func_keys, index.func_sizes, index.func_lines
     if not _in_order(keys):
         _sort(keys, lines, sizes)
-    if not (all(sizes) and all(map(le, map(int.__add__, keys, sizes), islice(keys, 1, None)))):
+    if not _disjoint(keys, sizes):
         kept, end = 0, 0
         for i in range(len(keys)):  # size 0 covers nothing; one starting inside the last kept is dropped
             key, size = keys[i], sizes[i]

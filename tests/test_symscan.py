@@ -262,3 +262,35 @@ def test_id_lines_find_what_the_id_regex_finds(lines, files, origins):
     else:
         expected = []
     assert found == expected
+
+
+# -- the index's order checks ------------------------------------------------------------------
+
+edge_numbers = st.integers(0, 40) | st.sampled_from([2 ** 32 - 1, 2 ** 32, 2 ** 64 - 2, 2 ** 64 - 1])
+
+
+@needs_compiled
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(edge_numbers, edge_numbers), max_size=8), st.booleans())
+def test_the_order_checks_decide_as_the_python_expressions(pairs, sort):
+    if sort:
+        pairs.sort()
+    keys = [key for key, _ in pairs]
+    sizes = [size for _, size in pairs]
+    for key_code in ("I", "Q"):
+        for size_code in ("I", "Q"):
+            if max(keys + sizes, default=0) >= 2 ** 32 and "I" in (key_code, size_code):
+                continue
+            key_column, size_column = array(key_code, keys), array(size_code, sizes)
+            assert symscan.nondecreasing(key_column) == all(a <= b for a, b in zip(keys, keys[1:]))
+            assert symscan.disjoint(key_column, size_column) == (
+                all(sizes) and all(key + size <= after for key, size, after in zip(keys, sizes, keys[1:])))
+
+
+@needs_compiled
+def test_the_order_checks_refuse_what_is_not_a_column():
+    for wrong in (array("i", [1]), array("d", [1.0]), b"abcd", [1, 2]):
+        with pytest.raises(TypeError):
+            symscan.nondecreasing(wrong)
+    with pytest.raises(ValueError):
+        symscan.disjoint(array("I", [1, 2]), array("I", [1]))
