@@ -36,6 +36,7 @@ async def run(config: dict, pidfile: Path | None, shared: SharedState | None = N
                                 max_answer_bytes=section["maxAnswerMB"] * 1024 * 1024)
 
     async def stop() -> None:
+        await symbolicator.fills_done()  # (each store is bounded by memcached's own timeouts)
         frames.close()
         diskcaches.close()
 

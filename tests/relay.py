@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 
 @dataclass
@@ -40,8 +42,11 @@ class Relay:
     """Listens on ``host`` (127.0.0.1 unless told; ``port``) and passes every connection on to
     ``target_port`` on 127.0.0.1."""
 
-    def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, target_port: int, host: str = "127.0.0.1",
+                 hold: Callable[[bytes], float] | None = None) -> None:
+        """``hold(data)``: seconds to hold what a client sends before passing it on."""
         self.target_port = target_port
+        self._hold = hold
         self._connections: list[tuple[bytearray, bytearray]] = []
         self._lock = threading.Lock()
         self._listener = socket.create_server((host, 0))
@@ -63,14 +68,17 @@ class Relay:
             sent, received = bytearray(), bytearray()
             with self._lock:
                 self._connections.append((sent, received))
-            threading.Thread(target=self._pump, args=(client, upstream, sent), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, sent, self._hold), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, received), daemon=True).start()
 
     @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket, record: bytearray) -> None:
+    def _pump(source: socket.socket, sink: socket.socket, record: bytearray,
+              hold: Callable[[bytes], float] | None = None) -> None:
         try:
             while data := source.recv(65536):
                 record.extend(data)
+                if hold is not None:
+                    time.sleep(hold(data))
                 sink.sendall(data)
         except OSError:
             pass

@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness import wait_for
 from symcommon.modules import ModuleId
 from symserver.framecache import decode, encode, frame_key
 from symcommon.frames import FrameInfo, InlineFrame
@@ -154,8 +155,15 @@ def planted_values(marker: Path) -> list[tuple[str, int, bytes]]:
 
 
 def assert_good_value_stored(port: int, offset: int) -> None:
-    stored = raw_get(port, frame_key(MODULE, offset))
-    assert stored is not None, "the fresh answer was not stored"
+    """The fresh answer replaced the planted value (stored just after the answer was sent)."""
+    key = frame_key(MODULE, offset)
+
+    def good_value() -> bool:
+        stored = raw_get(port, key)
+        return stored is not None and stored[0] == 0 and decode(stored[1]) is not None
+
+    assert wait_for(good_value, timeout=10, step=0.01), "the fresh answer was not stored"
+    stored = raw_get(port, key)
     flags, value = stored
     assert flags == 0
     code_file, info = decode(value)
@@ -306,3 +314,39 @@ def test_a_big_request_is_cached_and_answered_from_memcached(trio):
     assert hung.status_code == 200
     assert hung.json()["results"] == cold["results"] and hung.json()["debug"]["memcached"]["hits"] == 0
     assert elapsed < 30
+
+
+def test_the_answer_does_not_wait_for_memcached_to_store_it(make_trio, symbol_store, tmp_path):
+    """Fresh frames are stored while the answer goes out: with a relay holding each store
+    for 0.2 s on its way to memcached (the client's socket timeout is 0.25 s), the answer
+    arrives while the store is held, and the frames are stored."""
+    from relay import Relay
+
+    symbols = tmp_path / "symbols"
+    path = symbols / "libvalues.so" / DEBUG_ID / "libvalues.so.sym"
+    path.parent.mkdir(parents=True)
+    path.write_text(SYM)
+    trio = make_trio([symbol_store.url("plain")], {"DiskCache": {"localSymbolDirs": [str(symbols)]}}, run=False)
+    stores_sent: list[float] = []
+
+    def hold(data: bytes) -> float:
+        if b"set " not in data:
+            return 0.0
+        stores_sent.append(time.monotonic())
+        return 0.2
+
+    relay = Relay(trio.memcached_port, hold=hold)
+    try:
+        trio.reconfigure({"SymServer": {"memcachedServers": [f"127.0.0.1:{relay.port}"]}})
+        trio.start()
+        offsets = [0x3000 + 0x10 * i for i in range(50)]
+        response = trio.post({"stacks": [[[0, offset] for offset in offsets]],
+                              "memoryMap": [["libvalues.so", DEBUG_ID]], "version": 4})
+        answered = time.monotonic()
+        assert response.status_code == 200
+        assert response.json()["symbolicatedStacks"] == [["covered (in libvalues.so)"] * 50]
+        for offset in offsets:
+            assert_good_value_stored(trio.memcached_port, offset)
+    finally:
+        relay.stop()
+    assert stores_sent and answered < stores_sent[0] + 0.2, "the answer waited for memcached's reply to the store"
