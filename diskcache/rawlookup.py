@@ -299,8 +299,11 @@ def scan(path: Path, expected_debug_id: str | None = None, source: Any = None) -
         # follows it (fresh 4 MB objects per read left a heap of twice the index).  Reads
         # start at FIRST_CHUNK_BYTES and double up to CHUNK_BYTES, the buffer growing with
         # them: most modules are small, and a 4.5 MB buffer zeroed per file cost a small
-        # module's scan about as much as reading it.
-        chunk = FIRST_CHUNK_BYTES
+        # module's scan about as much as reading it.  A complete file smaller than
+        # CHUNK_BYTES is read whole at once instead (each growth zeroed and copied the
+        # buffer again: a fifth of a small module's answer).
+        size = state.index.size
+        chunk = FIRST_CHUNK_BYTES if size is None else max(min(size + 1, CHUNK_BYTES), FIRST_CHUNK_BYTES)
         buffer = bytearray(1 + chunk + 1)
         view = memoryview(buffer)
         buffer[0] = ord("\n")  # the first line is preceded by a virtual newline
@@ -569,22 +572,27 @@ class RawSymbols(SymbolTable):
     def _answer(self, offsets: list[int], in_funcs: list[int], hits: set[int],
                 answers: dict[int, FrameInfo | None]) -> None:
         """Parse the hit blocks (in file order), learn which FILE and INLINE_ORIGIN ids the
-        lookups in them ask for (a first run of the lookups, with every name known), read
-        those names, and look every offset up."""
+        lookups in them may ask for, read those names, and look every offset up."""
         self._blocks.clear()
         for found in sorted(hits, key=self.index.func_lines.__getitem__):
             self._blocks[found] = self._parse_block(found)
         files: set[int] = set()
         origins: set[int] = set()
-
-        def want(ids: set[int]) -> Any:
-            return lambda number: ids.add(number) or ""
-
-        self._file_name, self._origin_name = want(files), want(origins)  # type: ignore[assignment]
+        floor, blocks = self._funcs.floor, self._blocks
         for offset in in_funcs:
-            self.lookup(offset)
+            # every id the lookup of ``offset`` could ask for (a few more are harmless: a name
+            # read and not used): the covering line record's file, and each INLINE covering
+            # it, its origin and call-site file
+            _, block = blocks[floor(offset)]
+            at = bisect_right(block.starts, offset) - 1
+            if at >= 0 and offset < block.ends[at]:
+                files.add(int(block.files[at]))
+            for record in block.inlines:
+                if record.contains(offset):
+                    origins.add(record.origin)
+                    if record.call_file is not None and record.call_file >= 0:
+                        files.add(record.call_file)
         self._read_names(files, origins)
-        self._file_name, self._origin_name = self._files.get, self._origins.get  # type: ignore[assignment]
         for offset in offsets:
             answers[offset] = self.lookup(offset)
         self._blocks.clear()

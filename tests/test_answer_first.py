@@ -82,7 +82,8 @@ def test_every_fixture_is_answered_as_its_table_answers(fixture, tmp_path, targe
     from diskcache import rawlookup
 
     monkeypatch.setattr(rawlookup, "TARGETED_IDS", targeted)  # both ways of reading the names
-    monkeypatch.setattr(rawlookup, "CHUNK_BYTES", chunk)  # reads ending anywhere, and
+    monkeypatch.setattr(rawlookup, "CHUNK_BYTES", chunk)  # reads ending anywhere (from the
+    monkeypatch.setattr(rawlookup, "FIRST_CHUNK_BYTES", min(chunk, rawlookup.FIRST_CHUNK_BYTES))  # first on), and
     monkeypatch.setattr(rawlookup, "MATCH_WINDOW", chunk // 2)  # windows of a line or two
     monkeypatch.setattr(rawlookup, "NAMES_CHUNK_BYTES", chunk)
     text = fixture.read_bytes()
@@ -102,6 +103,7 @@ def test_random_modules_with_overlaps_unsorted_blocks_and_duplicates(seed, chaos
     monkeypatch.setattr(_RawPublics, "UNSORTED_LOOKUPS", 2 * seed)
     monkeypatch.setattr("diskcache.rawlookup.TARGETED_IDS", 64 if seed % 2 else 0)
     monkeypatch.setattr("diskcache.rawlookup.CHUNK_BYTES", 1000 + 777 * seed)
+    monkeypatch.setattr("diskcache.rawlookup.FIRST_CHUNK_BYTES", 1000 + 777 * seed)
     monkeypatch.setattr("diskcache.rawlookup.MATCH_WINDOW", 100 * seed + 1)
     text = random_module(seed=200 + seed, funcs=150, chaos=chaos)
     rng = random.Random(seed)
