@@ -297,11 +297,12 @@ def scan(path: Path, expected_debug_id: str | None = None, source: Any = None) -
         state = _Scan(path, _file_size(text) if source is None else None, expected_debug_id)
         # One buffer, reused: the unfinished last line moves to its front, the next read
         # follows it (fresh 4 MB objects per read left a heap of twice the index).  Reads
-        # start at FIRST_CHUNK_BYTES and double up to CHUNK_BYTES, the buffer growing with
-        # them: most modules are small, and a 4.5 MB buffer zeroed per file cost a small
-        # module's scan about as much as reading it.  A complete file smaller than
-        # CHUNK_BYTES is read whole at once instead (each growth zeroed and copied the
-        # buffer again: a fifth of a small module's answer).
+        # start at FIRST_CHUNK_BYTES and double, each time one fills its chunk, up to
+        # CHUNK_BYTES, the buffer growing with them: most modules are small, and a 4.5 MB
+        # buffer zeroed per file cost a small module's scan about as much as reading it
+        # (doubling at every read, a download arriving in small reads grew it to 4 MB
+        # whatever its size).  A complete file smaller than CHUNK_BYTES is read whole at
+        # once (each growth zeroed and copied the buffer: a fifth of a small answer).
         size = state.index.size
         chunk = FIRST_CHUNK_BYTES if size is None else max(min(size + 1, CHUNK_BYTES), FIRST_CHUNK_BYTES)
         buffer = bytearray(1 + chunk + 1)
@@ -315,7 +316,8 @@ def scan(path: Path, expected_debug_id: str | None = None, source: Any = None) -
                 buffer.extend(bytes(filled + chunk + 1 - len(buffer)))
                 view = memoryview(buffer)
             read = text.readinto(view[filled:filled + chunk])
-            chunk = min(2 * chunk, CHUNK_BYTES)
+            if read == chunk:  # (a download arriving gives less: no reason to grow)
+                chunk = min(2 * chunk, CHUNK_BYTES)
             if base == -1 and not buffer.startswith(b"MODULE ", 1, filled + read):
                 raise NotASymbolFile("the file does not start with a MODULE record")
             if not read:
