@@ -105,7 +105,7 @@ class _Aborted(Exception):
 
 
 class _Watch:
-    """One download's socket, shut down by a timer at the deadline (or by shutdown)."""
+    """One download's socket, shut down at the deadline by the watchdog (or by shutdown)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -137,6 +137,41 @@ class _Watch:
         with self._lock:
             self._finished = True
 
+    @property
+    def done(self) -> bool:
+        return self._finished
+
+
+class _Watchdog:
+    """Fires each download's watch at its deadline: one thread for every download (a
+    threading.Timer each was a thread started and stopped per download, 126 of them for a
+    fresh profile), started on first use."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, _Watch]] = []  # (deadline, order, watch), a heap
+        self._order = itertools.count()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: float, watch: _Watch) -> None:
+        """Fire ``watch`` at ``deadline`` (time.monotonic()) unless it is finished before."""
+        with self._changed:
+            heapq.heappush(self._due, (deadline, next(self._order), watch))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="download-watchdog", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while self._due and (self._due[0][2].done or self._due[0][0] <= time.monotonic()):
+                    _, _, watch = heapq.heappop(self._due)
+                    if not watch.done:
+                        watch.fire()
+                wait = self._due[0][0] - time.monotonic() if self._due else None
+                self._changed.wait(wait)
+
 
 class SymbolFetcher:
     """Downloads one module from one store at a time; the caller goes through the stores
@@ -152,6 +187,7 @@ class SymbolFetcher:
         self.max_bytes = max_bytes
         self._closing = threading.Event()
         self._watches: set[_Watch] = set()
+        self._watchdog = _Watchdog()
         self._lock = threading.Lock()
         self._tls = tls or _tls_context()  # certificates and host names are always verified
 
@@ -238,11 +274,9 @@ class SymbolFetcher:
         if self._closing.is_set():
             raise _Aborted()
         watch = _Watch()
-        timer = threading.Timer(max(deadline - time.monotonic(), 0), watch.fire)
-        timer.daemon = True
         with self._lock:
             self._watches.add(watch)
-        timer.start()
+        self._watchdog.watch(deadline, watch)
         try:
             size, final_url = self._follow(base, url, destination, deadline, watch)
             if watch.fired:  # cut off at the deadline: what came may look complete but is not
@@ -255,7 +289,6 @@ class SymbolFetcher:
                                  "timeout") from None
             raise
         finally:
-            timer.cancel()
             watch.finish()
             with self._lock:
                 self._watches.discard(watch)
