@@ -155,9 +155,12 @@ def _found_modules(job: Job, answers: JobAnswers) -> dict[str, bool | None]:
 RENDER_CHUNK = 5000
 
 
-def v5_body(jobs: list[Job], answers: list[JobAnswers], extra: dict[str, Any] | None = None) -> bytes:
+def v5_body(jobs: list[Job], answers: list[JobAnswers], extra: dict[str, Any] | None = None,
+            rendered: list[list[list[tuple[bytes, bytes]]] | None] | None = None) -> bytes:
     """A v5 answer as compact JSON (the same bytes as encoding ``{"results": [v5_result...]}``),
-    built a few thousand frames at a time.
+    built a few thousand frames at a time.  ``rendered[i]``: job ``i``'s frames as
+    :func:`rendered_frame` encoded them when they were cached (None: rendered here), for a
+    job none of whose names :func:`bound_answers` shortened.
 
     For a big answer this runs in a thread: one ``json.dumps`` of a whole answer keeps the
     GIL (and so the event loop) for seconds, while many short calls let the loop run between
@@ -166,6 +169,12 @@ def v5_body(jobs: list[Job], answers: list[JobAnswers], extra: dict[str, Any] | 
     parts = [b'{"results":[']
     for number, (job, answer) in enumerate(zip(jobs, answers)):
         parts.append(b'{"stacks":[' if number == 0 else b',{"stacks":[')
+        stacks = rendered[number] if rendered is not None else None
+        if stacks is not None and not answer.shortened:
+            parts.append(b",".join([b"[" + b",".join(map(bytes.__add__, _frame_starts(len(stack)), map(_V5, stack)))
+                                    + b"]" for stack in stacks]))
+            parts.append(b'],"found_modules":' + jsonio.dumps(_found_modules(job, answer)) + b"}")
+            continue
         for stack_number, stack in enumerate(job.stacks):
             parts.append(b"[" if stack_number == 0 else b",[")
             for start in range(0, len(stack), RENDER_CHUNK):

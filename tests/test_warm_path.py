@@ -91,6 +91,16 @@ def test_rendered_frames_are_the_handlers_bytes(code_file):
         assert v4_body(job, answers, version) == jsonio._stdlib_dumps(
             json.loads(v4_body(job, answers, version)), compact=False)
     assert v5_body_rendered([job, job], [stacks, stacks]) == v5_body([job, job], [answers, answers])
+    # a cold answer whose jobs' frames were just cached writes those jobs from their renderings
+    other = parse_job({"memoryMap": [["lib.so", "AB"], ["gone.so", "EF"]], "stacks": [[[0, 0x1001], [1, 5]]]})
+    other_answers = JobAnswers(modules={0: ModuleAnswer(True, code_file), 1: ModuleAnswer(False)},
+                               symbols={(0, 0x1001): INFOS[1]})
+    plain = v5_body([job, other, job], [answers, other_answers, answers], {"debug": {"x": 1}})
+    assert v5_body([job, other, job], [answers, other_answers, answers], {"debug": {"x": 1}},
+                   [stacks, None, stacks]) == plain
+    shortened = JobAnswers(modules=answers.modules, symbols=answers.symbols, shortened={(0, 0x1003)})
+    assert v5_body([job], [shortened], None, [[[(b"x", b"not these bytes")] * len(stack) for stack in stacks]]) \
+        == v5_body([job], [shortened])  # (names shortened to bound the answer: never the renderings)
 
 
 # -- through a real trio ------------------------------------------------------------------------
