@@ -158,7 +158,8 @@ class Symbolicator:
                 fresh_by_key = {frame_key_of(*lookup): value for lookup, value in fresh.items()}
             if fresh:
                 self.recent.put_many(fresh_by_key)
-                await self._fill_memcached({frame_key(*lookup): value for lookup, value in fresh.items()})
+                # (each key's memcached key was made for the lookup above: a hash each)
+                await self._fill_memcached({memcached_keys[key]: value for key, value in fresh_by_key.items()})
         unasked = {str(module) for module in outcome.not_looked_up}
         shortened = {frame_key_of(*lookup) for lookup in outcome.uncacheable}
         arguments = (jobs, job_frames, found, unasked, shortened, self.max_answer_bytes)
