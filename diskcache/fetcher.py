@@ -55,6 +55,8 @@ SPLICE_PIPE_BYTES = 1024 * 1024  # a plain body moves through a pipe this big, i
 DECODED_PIECE_BYTES = 1024 * 1024  # at most this much decoded output is held at once
 PROGRESS_INTERVAL_SECONDS = 5.0  # big downloads say how far they are, at most this often
 MAX_REDIRECTS = 5
+#: The watchdog's list of deadlines is cleared of finished downloads when it is this long.
+WATCHDOG_COMPACT_AT = 1024
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 USER_AGENT = "symbolication-server/1.0 (+DiskCache)"
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -156,6 +158,9 @@ class _Watchdog:
     def watch(self, deadline: float, watch: _Watch) -> None:
         """Fire ``watch`` at ``deadline`` (time.monotonic()) unless it is finished before."""
         with self._changed:
+            if len(self._due) >= WATCHDOG_COMPACT_AT:  # finished ones wait for their deadline: drop them
+                self._due = [entry for entry in self._due if not entry[2].done]
+                heapq.heapify(self._due)
             heapq.heappush(self._due, (deadline, next(self._order), watch))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="download-watchdog", daemon=True)

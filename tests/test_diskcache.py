@@ -339,6 +339,30 @@ def test_a_freed_download_slot_goes_to_the_job_with_the_most_addresses():
     assert asyncio.run(scenario()) == ["xul", "mid", "small", "small2", "none"]
 
 
+def test_one_watchdog_fires_each_download_at_its_deadline(monkeypatch):
+    """Deadlines out of order each fire on time; a download finished before its deadline is
+    never fired, and the finished ones are dropped from the watchdog's list as it grows."""
+    from diskcache import fetcher
+
+    monkeypatch.setattr(fetcher, "WATCHDOG_COMPACT_AT", 8)
+    watchdog = fetcher._Watchdog()
+    now = time.monotonic()
+    late, early, finished = fetcher._Watch(), fetcher._Watch(), fetcher._Watch()
+    watchdog.watch(now + 0.6, late)
+    watchdog.watch(now + 0.1, early)  # earlier than the one the thread sleeps for
+    watchdog.watch(now + 0.2, finished)
+    finished.finish()
+    time.sleep(0.35)
+    assert (early.fired, finished.fired, late.fired) == (True, False, False)
+    time.sleep(0.5)
+    assert late.fired
+    for _ in range(20):
+        done = fetcher._Watch()
+        watchdog.watch(time.monotonic() + 60, done)
+        done.finish()
+    assert len(watchdog._due) <= 8
+
+
 def test_big_jobs_download_first_when_the_store_slots_are_taken(make_trio, symbol_store, store_root):
     """Through a real DiskCache with one download slot and a slow store: a module asked for
     with 60 addresses is downloaded before one asked for earlier with 1."""
