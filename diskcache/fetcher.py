@@ -27,8 +27,8 @@ import asyncio
 import fcntl
 import heapq
 import http.client
-import itertools
 import ipaddress
+import itertools
 import logging
 import os
 import select
@@ -145,9 +145,9 @@ class _Watch:
 
 
 class _Watchdog:
-    """Fires each download's watch at its deadline: one thread for every download (a
-    threading.Timer each was a thread started and stopped per download, 126 of them for a
-    fresh profile), started on first use."""
+    """Fires each download's watch at its deadline: one thread, started on first use, for
+    all the downloads (a threading.Timer each was a thread started and stopped per download,
+    126 of them for a fresh profile)."""
 
     def __init__(self) -> None:
         self._due: list[tuple[float, int, _Watch]] = []  # (deadline, order, watch), a heap
