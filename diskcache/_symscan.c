@@ -51,6 +51,9 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 typedef struct {
     uint64_t *items;
@@ -155,18 +158,44 @@ typedef struct {
 } Found;
 
 /* The pass itself (no Python objects: it runs without the GIL); -1 when out of memory. */
+static int keyword_start(unsigned char c)
+{
+    return c == 'F' || c == 'P' || c == 'I' || c == 'M';
+}
+
+/* The first newline at or after text[at] whose line starts with F, P, I or M, the only lines
+ * the scan looks at (end if none): most lines are line records, skipped 16 bytes at a time
+ * where SSE2 is (a memchr per line cost 11 ns a line, 2.5 million lines for 74 MB). */
+static Py_ssize_t next_keyword_newline(const unsigned char *text, Py_ssize_t at, Py_ssize_t end)
+{
+#if defined(__SSE2__)
+    const __m128i newline = _mm_set1_epi8('\n');
+    const __m128i f = _mm_set1_epi8('F'), p = _mm_set1_epi8('P'), i = _mm_set1_epi8('I'), m = _mm_set1_epi8('M');
+    for (; at + 17 <= end; at += 16) {  /* bytes at .. at + 16 are read */
+        __m128i here = _mm_loadu_si128((const __m128i *)(text + at));
+        __m128i next = _mm_loadu_si128((const __m128i *)(text + at + 1));
+        __m128i keyword = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(next, f), _mm_cmpeq_epi8(next, p)),
+                                       _mm_or_si128(_mm_cmpeq_epi8(next, i), _mm_cmpeq_epi8(next, m)));
+        int mask = _mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(here, newline), keyword));
+        if (mask != 0)
+            return at + __builtin_ctz((unsigned int)mask);
+    }
+#endif
+    for (; at + 1 < end; at++)
+        if (text[at] == '\n' && keyword_start(text[at + 1]))
+            return at;
+    return end;
+}
+
 static int scan_lines(const unsigned char *text, Py_ssize_t start, Py_ssize_t end, long long base, Found *found)
 {
     Py_ssize_t at = start;
     while (at < end) {
-        const unsigned char *newline = memchr(text + at, '\n', (size_t)(end - at));
-        if (newline == NULL)
+        Py_ssize_t before = next_keyword_newline(text, at, end);  /* the newline before the line */
+        if (before >= end)
             break;
-        Py_ssize_t before = newline - text;  /* the newline before the line */
         Py_ssize_t line = before + 1;
         at = line;
-        if (line >= end)
-            break;
         uint64_t numbers[3];
         switch (text[line]) {
         case 'F':

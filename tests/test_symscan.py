@@ -103,6 +103,20 @@ def test_the_line_scan_on_each_buffer_shape():
         assert symscan.scan(other, 0, len(other), 0)[:2] == (1, 0), other
         assert not _Scan(Path("x"), None, None)._compiled_buffer(bytearray(other), 0, len(other))
     assert symscan.scan(b"\nPUBLIC 10 0\r\n", 0, 14, 0)[:2] == (0, 1)
+    # keyword lines at every position modulo 16 (lines are skipped 16 bytes at a time), and
+    # a region ending anywhere: compared with the regex pass of the same bytes
+    lines = []
+    for number in range(300):
+        lines.append(b"1" * (number % 37) + b" 2 3 4")
+        lines.append([b"FUNC %x 10 0 f%d" % (number, number), b"PUBLIC %x 0 p" % number, b"FILE %d n" % number,
+                      b"INLINE 0 1 2 3 10 4", b"MODULE x", b"INFO CODE_ID 12"][number % 6])
+    buffer = b"\n" + b"\n".join(lines) + b"\n"
+    for cut in (len(buffer), len(buffer) - 1, len(buffer) - 7, len(buffer) // 2 + 3):
+        end = buffer.rindex(b"\n", 0, cut) + 1  # (regions end after a newline, as rawlookup's do)
+        state, twin = _Scan(Path("x"), None, None), _Scan(Path("x"), None, None)
+        assert state._compiled_buffer(bytearray(buffer), 0, end)
+        twin._window(bytearray(buffer), 0, 0, end)
+        assert _columns(state.index) == _columns(twin.index) and len(state.index.func_keys) > 20, cut
     found = symscan.scan(b"\nFUNC 10 20 0 f\nFUNC 30 40 0 g\n", 0, 16, 0)
     assert found[2] == 1  # the second FUNC line lies beyond end
     assert symscan.scan(b"\nFUNC 10 20 0 f\n", 0, 12, 0)[:2] == (1, 0)  # cut at end: not the strict form
