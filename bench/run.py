@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in chosen:
         module = __import__({"warm": "warm", "cold": "cold", "profile": "profile_cold"}[name])
         log(f"=== workload {name}")
+        # a workload starts with nothing left to write back from the one before (the cold
+        # ladder writes over a gigabyte of tables, which the kernel otherwise flushes during
+        # the next workload's timings, both sides', about 30 s later)
+        os.sync()
         started = time.perf_counter()
         try:
             figures, new_rows, new_details, errors = module.run(ctx)
