@@ -187,6 +187,23 @@ static Py_ssize_t next_keyword_newline(const unsigned char *text, Py_ssize_t at,
     return end;
 }
 
+/* A FUNC (3 numbers) or PUBLIC (2) line whose numbers start at text[at]: in the strict
+ * form, its address (and a FUNC's size) and the file offset of the line are appended to the
+ * columns; else *other is set.  -1 when out of memory. */
+static int numbered_line(const unsigned char *text, Py_ssize_t end, Py_ssize_t line, Py_ssize_t at, int count,
+                         long long base, Column *keys, Column *sizes, Column *lines, int *other)
+{
+    uint64_t numbers[3];
+    if (!strict_numbers(text, end, at, count, numbers)) {
+        *other = 1;
+        return 0;
+    }
+    if (column_push(keys, numbers[0]) < 0 || (sizes != NULL && column_push(sizes, numbers[1]) < 0)
+        || column_push(lines, (uint64_t)(base + line)) < 0)
+        return -1;
+    return 0;
+}
+
 static int scan_lines(const unsigned char *text, Py_ssize_t start, Py_ssize_t end, long long base, Found *found)
 {
     Py_ssize_t at = start;
@@ -196,18 +213,12 @@ static int scan_lines(const unsigned char *text, Py_ssize_t start, Py_ssize_t en
             break;
         Py_ssize_t line = before + 1;
         at = line;
-        uint64_t numbers[3];
         switch (text[line]) {
         case 'F':
             if (starts(text, end, line, "FUNC ", 5)) {
-                if (strict_numbers(text, end, line + 5, 3, numbers)) {
-                    if (column_push(&found->columns[FUNC_KEYS], numbers[0]) < 0
-                        || column_push(&found->columns[FUNC_SIZES], numbers[1]) < 0
-                        || column_push(&found->columns[FUNC_LINES], (uint64_t)(base + line)) < 0)
-                        return -1;
-                } else {
-                    found->other_funcs = 1;
-                }
+                if (numbered_line(text, end, line, line + 5, 3, base, &found->columns[FUNC_KEYS],
+                                  &found->columns[FUNC_SIZES], &found->columns[FUNC_LINES], &found->other_funcs) < 0)
+                    return -1;
                 continue;
             }
             /* fall through: a FILE line starts a run */
@@ -232,15 +243,10 @@ static int scan_lines(const unsigned char *text, Py_ssize_t start, Py_ssize_t en
                 return -1;
             continue;
         case 'P':
-            if (starts(text, end, line, "PUBLIC ", 7)) {
-                if (strict_numbers(text, end, line + 7, 2, numbers)) {
-                    if (column_push(&found->columns[PUBLIC_KEYS], numbers[0]) < 0
-                        || column_push(&found->columns[PUBLIC_LINES], (uint64_t)(base + line)) < 0)
-                        return -1;
-                } else {
-                    found->other_publics = 1;
-                }
-            }
+            if (starts(text, end, line, "PUBLIC ", 7)
+                && numbered_line(text, end, line, line + 7, 2, base, &found->columns[PUBLIC_KEYS], NULL,
+                                 &found->columns[PUBLIC_LINES], &found->other_publics) < 0)
+                return -1;
             continue;
         case 'M':
             if (header_line(text, end, line, "MODULE", 6) && column_push(&found->headers, (uint64_t)before) < 0)
