@@ -64,6 +64,7 @@ class V4Handler(OriginalProtocolHandler, SymServerHandler):
             return {"success": True}
         if request.action == "cacheEvict":
             lookup = (api.debug_module(request), api.debug_offset(request))
+            await self.symbolicator.fills_done()  # a store still on its way would undo the eviction
             self.symbolicator.recent.discard(frame_key_of(*lookup))
             return {"success": await self.symbolicator.frames.delete(frame_key(*lookup))}
         raise ApiError(400, f"action: unknown SymServer debug action {request.action[:60]!r} "

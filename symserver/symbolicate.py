@@ -182,7 +182,7 @@ class Symbolicator:
         fill.add_done_callback(self._fills.discard)
 
     async def fills_done(self) -> None:
-        """Wait for the memcached stores still running (a clean shutdown)."""
+        """Wait for the memcached stores still running (a clean shutdown, an eviction)."""
         if self._fills:
             await asyncio.gather(*self._fills, return_exceptions=True)
 

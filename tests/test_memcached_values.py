@@ -17,6 +17,7 @@ import socket
 import time
 import zlib
 from pathlib import Path
+from typing import Iterable
 
 import psutil
 import pytest
@@ -154,6 +155,18 @@ def planted_values(marker: Path) -> list[tuple[str, int, bytes]]:
     return values
 
 
+def wait_until_stored(port: int, offsets: Iterable[int]) -> None:
+    """Fresh frames are stored while the answer goes out: before a test plants values over
+    them or counts memcached's hits, the stores of the request before must be done.  Each
+    chunk of CHUNK_KEYS frames is one set_multi, in order: its last key tells."""
+    from symserver.framecache import CHUNK_KEYS
+
+    offsets = list(offsets)
+    last_of_chunks = offsets[CHUNK_KEYS - 1::CHUNK_KEYS] + offsets[-1:]
+    assert wait_for(lambda: all(raw_get(port, frame_key(MODULE, offset)) is not None for offset in last_of_chunks),
+                    timeout=30, step=0.02), "the fresh answers were not stored"
+
+
 def assert_good_value_stored(port: int, offset: int) -> None:
     """The fresh answer replaced the planted value (stored just after the answer was sent)."""
     key = frame_key(MODULE, offset)
@@ -203,6 +216,7 @@ def test_a_bad_value_does_not_cost_the_good_ones(trio, tmp_path):
     cold = trio.post(body, path="/symbolicate/v5", headers={"Debug": "true"}).json()
     assert cold["debug"]["memcached"]["misses"] == 12
     port = trio.memcached_port
+    wait_until_stored(port, offsets)
     for offset, (flags, value) in zip(offsets[::3], [
             (1 << 10, b"[]"), (FLAG_PICKLE, pickle.dumps(RunsACommand(f"touch {marker}"))),
             (0, b"x" * 1_000_000), (FLAG_COMPRESSED, zlib.compress(b"[" * 100_000))]):
@@ -295,6 +309,7 @@ def test_a_big_request_is_cached_and_answered_from_memcached(trio):
     assert cold.status_code == 200, cold.text[:300]
     cold = cold.json()
     assert cold["debug"]["memcached"]["misses"] == 50_000
+    wait_until_stored(trio.memcached_port, offsets)
     warm = trio.post(body, path="/symbolicate/v5", headers={"Debug": "true"}).json()
     assert warm["debug"]["memcached"]["hits"] == 50_000 and warm["debug"]["memcached"]["misses"] == 0
     assert warm["debug"]["diskcache"]["round_trips"] == 0
@@ -316,10 +331,9 @@ def test_a_big_request_is_cached_and_answered_from_memcached(trio):
     assert elapsed < 30
 
 
-def test_the_answer_does_not_wait_for_memcached_to_store_it(make_trio, symbol_store, tmp_path):
-    """Fresh frames are stored while the answer goes out: with a relay holding each store
-    for 0.2 s on its way to memcached (the client's socket timeout is 0.25 s), the answer
-    arrives while the store is held, and the frames are stored."""
+def _trio_with_held_stores(make_trio, symbol_store, tmp_path, stores_sent: list[float]):
+    """A trio whose SymServer reaches memcached through a relay holding each store 0.2 s
+    (the client's socket timeout is 0.25 s); ``stores_sent``: when each store reached it."""
     from relay import Relay
 
     symbols = tmp_path / "symbols"
@@ -327,7 +341,6 @@ def test_the_answer_does_not_wait_for_memcached_to_store_it(make_trio, symbol_st
     path.parent.mkdir(parents=True)
     path.write_text(SYM)
     trio = make_trio([symbol_store.url("plain")], {"DiskCache": {"localSymbolDirs": [str(symbols)]}}, run=False)
-    stores_sent: list[float] = []
 
     def hold(data: bytes) -> float:
         if b"set " not in data:
@@ -336,9 +349,17 @@ def test_the_answer_does_not_wait_for_memcached_to_store_it(make_trio, symbol_st
         return 0.2
 
     relay = Relay(trio.memcached_port, hold=hold)
+    trio.reconfigure({"SymServer": {"memcachedServers": [f"127.0.0.1:{relay.port}"]}})
+    trio.start()
+    return trio, relay
+
+
+def test_the_answer_does_not_wait_for_memcached_to_store_it(make_trio, symbol_store, tmp_path):
+    """Fresh frames are stored while the answer goes out: the answer arrives while the relay
+    still holds the store, and the frames are stored."""
+    stores_sent: list[float] = []
+    trio, relay = _trio_with_held_stores(make_trio, symbol_store, tmp_path, stores_sent)
     try:
-        trio.reconfigure({"SymServer": {"memcachedServers": [f"127.0.0.1:{relay.port}"]}})
-        trio.start()
         offsets = [0x3000 + 0x10 * i for i in range(50)]
         response = trio.post({"stacks": [[[0, offset] for offset in offsets]],
                               "memoryMap": [["libvalues.so", DEBUG_ID]], "version": 4})
@@ -350,3 +371,19 @@ def test_the_answer_does_not_wait_for_memcached_to_store_it(make_trio, symbol_st
     finally:
         relay.stop()
     assert stores_sent and answered < stores_sent[0] + 0.2, "the answer waited for memcached's reply to the store"
+
+
+def test_an_eviction_is_not_undone_by_a_store_still_on_its_way(make_trio, symbol_store, tmp_path):
+    """cacheEvict right after an answer: the store of that answer's frames, still held on its
+    way to memcached, lands first, and the eviction after it."""
+    trio, relay = _trio_with_held_stores(make_trio, symbol_store, tmp_path, [])
+    try:
+        body = {"stacks": [[[0, 0x3100]]], "memoryMap": [["libvalues.so", DEBUG_ID]], "version": 4}
+        assert trio.post(body).json()["symbolicatedStacks"] == [["covered (in libvalues.so)"]]
+        evicted = trio.post({"debug": True, "action": "cacheEvict", "libName": "libvalues.so",
+                             "breakpadId": DEBUG_ID, "offset": 0x3100})
+        assert evicted.json() == {"success": True}
+        time.sleep(0.5)  # long past the held store
+        assert raw_get(trio.memcached_port, frame_key(MODULE, 0x3100)) is None
+    finally:
+        relay.stop()
