@@ -290,7 +290,7 @@ class _StoreHandler(BaseHTTPRequestHandler):
                 self.wfile.write(data[start:start + DRIP_PIECE_BYTES])
                 self.wfile.flush()
             return None
-        return self._send(200, data)
+        return self._send(200, data)  # cutoff past its failures
 
     def _send_file(self, path: Path) -> None:
         """The file as it is, by sendfile, as nginx or a CDN sends it (reading it whole and
