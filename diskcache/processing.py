@@ -78,12 +78,12 @@ def frames_from_compact(strings: list[str], frames: list[list[Any]]) -> dict[int
 class _Worker:
     """One worker process; used by one thread at a time."""
 
-    def __init__(self, retire_mb: int, nice: int = 0) -> None:
+    def __init__(self, retire_mb: int) -> None:
         environment = dict(os.environ)
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
                                                                  environment.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "diskcache.worker", str(os.getpid()), str(retire_mb), str(nice)],
+            [sys.executable, "-m", "diskcache.worker", str(os.getpid()), str(retire_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment, cwd=PACKAGE_ROOT)
 
     niced = False  # lowered by Processor.lower_priority or for an idle-priority build
@@ -132,14 +132,11 @@ def _lowest_priority(worker: _Worker) -> None:
 
 
 class Processor:
-    """``processWorkers`` worker processes, started with the DiskCache and replaced if one dies.
+    """``processWorkers`` worker processes, started with the DiskCache and replaced if one dies."""
 
-    ``nice``: the workers' priority is lowered by that much."""
-
-    def __init__(self, workers: int, retire_mb: int = RETIRE_MB, nice: int = 0) -> None:
+    def __init__(self, workers: int, retire_mb: int = RETIRE_MB) -> None:
         self._workers = workers
         self._retire_mb = retire_mb
-        self._nice = nice
         # a thread per worker, and one per extra worker (see _process)
         self._threads = ThreadPoolExecutor(2 * workers, thread_name_prefix="processing")
         # answers have threads of their own: they never wait behind files queued for workers
@@ -163,7 +160,7 @@ class Processor:
             self._idle.put(worker if worker is not None and worker.alive() else self._start())
 
     def _start(self) -> _Worker:
-        worker = _Worker(self._retire_mb, self._nice)
+        worker = _Worker(self._retire_mb)
         self._started = [w for w in self._started if w.alive()] + [worker]
         return worker
 

@@ -1,4 +1,4 @@
-"""A parsing worker process: ``python -m diskcache.worker PARENT_PID [RETIRE_MB [NICE]]``.
+"""A parsing worker process: ``python -m diskcache.worker PARENT_PID [RETIRE_MB]``.
 
 Reads one JSON request per line on stdin (``{"source": ..., "destination": ..., "debug_id":
 ...}``; the file must be for that debug id), turns the .sym file into a table, and answers one
@@ -14,8 +14,7 @@ what has arrived and waits for more, until the DiskCache writes the end marker, 
 complete .sym file (:mod:`diskcache.rawlookup`), without a table: ``{"module": {...},
 "frames": [[offset, compact frame or null], ...], "strings": [...], "answer_stats": {...}}``
 (see :func:`compact_frames`); error
-``needs_table`` when the file must be answered from its table instead.  ``NICE``: the worker
-runs at this lower priority.
+``needs_table`` when the file must be answered from its table instead.
 """
 
 from __future__ import annotations
@@ -263,8 +262,6 @@ def _rss_bytes() -> int:
 def main(argv: list[str]) -> int:
     _die_with_parent(int(argv[1]) if len(argv) > 1 else os.getppid())
     retire_bytes = (int(argv[2]) if len(argv) > 2 else RETIRE_MB) * 1024 * 1024
-    if len(argv) > 3 and int(argv[3]) > 0:
-        os.nice(int(argv[3]))
     release_memory = _release_memory()
     for line in sys.stdin.buffer:
         reply = handle(line)
