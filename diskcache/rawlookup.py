@@ -170,16 +170,11 @@ class _Scan:
         of 8 if one of them needs it."""
         if not count:
             return
-        column = getattr(self.index, name)
-        values = array("I" if len(packed) == 4 * count else "Q", packed)
-        if values.typecode == column.typecode:
-            column.frombytes(packed)
-        elif column.typecode == "Q":
-            column.extend(values.tolist())
-        else:
-            column = array("Q", column)
-            column.extend(values.tolist())
-            setattr(self.index, name, column)
+        typecode = "I" if len(packed) == 4 * count else "Q"
+        if typecode == getattr(self.index, name).typecode:
+            getattr(self.index, name).frombytes(packed)
+        else:  # (widened as a list of values would be)
+            self._extend(name, array(typecode, packed).tolist())
 
     def buffer(self, buffer: bytearray, base: int, length: int) -> None:
         """Index ``buffer[:length]`` (a newline, whole lines, a newline at the end), whose
