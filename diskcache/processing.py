@@ -34,6 +34,13 @@ RETIRE_MB = 48
 #: An extra worker (see :meth:`Processor._take_worker`) is kept this long after its last file
 #: for the next one: starting a worker costs about 0.1 s of CPU, paid once per burst, not per file.
 SPARE_SECONDS = 30.0
+#: A worker answering for longer than this is tied up: an answer that finds no idle worker
+#: then gets an extra one (see :meth:`Processor._take_worker`) rather than waiting behind it.
+#: Shorter answers (a burst of cold modules: a few ms each) are waited for instead: starting
+#: a worker costs more CPU than several of them.
+LONG_ANSWER_SECONDS = 0.25
+#: How often an answer waiting for a worker looks again whether one is tied up.
+RECHECK_SECONDS = 0.05
 
 
 class ProcessingError(RuntimeError):
@@ -149,6 +156,8 @@ class Processor:
         self._abandoned: set[str] = set()  # answers abandoned before a worker took them
         self._lock = threading.Lock()
         self._following = 0  # workers following a download
+        self._tabling = 0  # workers writing a table (following a download or not)
+        self._answering: dict[object, float] = {}  # a worker's answer in progress -> since when
         self._extras = 0  # extra workers processing complete files meanwhile
         self._spares: list[tuple[_Worker, float]] = []  # extra workers between files, since when
 
@@ -170,22 +179,35 @@ class Processor:
         A worker following a slow download must not hold up files that are already here:
         while one is following, a file that finds no idle worker gets an extra worker
         (at most one per following worker), which stops when done.  ``answering``: a request
-        waits for the answer, not for a table, so it never queues behind files being
-        processed: it gets an extra worker too (at most ``workers`` such extras at a time).
+        waits for the answer, so it never queues behind a table being written, nor behind
+        an answer running longer than LONG_ANSWER_SECONDS: it gets an extra worker (at most
+        one per worker so tied up).  Behind short answers it waits: a burst of cold
+        modules is answered faster by the workers there are than by starting more.
         """
-        try:
-            return self._idle.get_nowait(), False
-        except queue.Empty:
-            pass
-        with self._lock:
-            if self._extras < self._following + (self._workers if answering else 0):
-                self._extras += 1
-                while self._spares:
-                    spare = self._spares.pop()[0]
-                    if spare.alive():
-                        return spare, True
-                return self._start(), True
-        return self._idle.get(), False
+        while True:
+            try:
+                return self._idle.get_nowait(), False
+            except queue.Empty:
+                pass
+            with self._lock:
+                if answering:
+                    since = time.monotonic() - LONG_ANSWER_SECONDS
+                    tied = self._tabling + sum(started < since for started in self._answering.values())
+                else:
+                    tied = self._following
+                if self._extras < tied:
+                    self._extras += 1
+                    while self._spares:
+                        spare = self._spares.pop()[0]
+                        if spare.alive():
+                            return spare, True
+                    return self._start(), True
+            if not answering:
+                return self._idle.get(), False
+            try:
+                return self._idle.get(timeout=RECHECK_SECONDS), False
+            except queue.Empty:
+                continue
 
     def _keep_spare(self, worker: _Worker, retired: bool) -> None:
         """An extra worker is done with its file: keep it for the next one (at most as many as
@@ -207,6 +229,9 @@ class Processor:
         extra = retired = False
         if worker is None:
             worker, extra = self._take_worker()
+        if not extra:
+            with self._lock:
+                self._tabling += 1
         try:
             if worker is None or not worker.alive():
                 worker = self._start()
@@ -228,8 +253,9 @@ class Processor:
             if extra:
                 self._keep_spare(worker, retired)
             else:
-                if "follow" in request:
-                    with self._lock:
+                with self._lock:
+                    self._tabling -= 1
+                    if "follow" in request:
                         self._following -= 1
                 self._idle.put(worker)
         if "stats" in reply:
@@ -261,6 +287,10 @@ class Processor:
         worker, extra = self._take_worker(answering=True)
         retired = False
         key = request.get("follow")  # a download being followed: abandon() may stop it
+        token = object()
+        if not extra:
+            with self._lock:
+                self._answering[token] = time.monotonic()
         try:
             if worker is None or not worker.alive():
                 worker = self._start()
@@ -275,8 +305,9 @@ class Processor:
                 worker.stop()
                 worker = self._start()
         finally:
-            if key is not None:
-                with self._lock:
+            with self._lock:
+                self._answering.pop(token, None)
+                if key is not None:
                     self._busy.pop(key, None)
                     self._abandoned.discard(key)
             if extra:

@@ -641,6 +641,73 @@ def test_extra_workers_are_kept_for_the_next_file_not_started_per_file(tmp_path)
         processor.shutdown()
 
 
+SMALL_SYM = "MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 a.so\nFUNC 1000 10 0 f\n"
+
+
+def test_a_burst_of_short_answers_waits_for_the_workers_there_are(tmp_path):
+    """Answers that find every worker busy with other short answers queue for them: starting
+    a process costs more CPU than several such answers (a fresh profile is a burst of them)."""
+    import asyncio
+
+    from diskcache.processing import Processor
+
+    source = tmp_path / "a.sym"
+    source.write_text(SMALL_SYM)
+    processor = Processor(1)
+
+    async def burst() -> list:
+        return await asyncio.gather(*(processor.answer(source, [0x1004]) for _ in range(8)))
+
+    try:
+        processor.warm_up()
+        answers = asyncio.run(burst())
+        assert [answer.frames[0x1004].function for answer in answers] == ["f"] * 8
+        assert len(processor._started) == 1, f"{len(processor._started)} worker processes started"
+    finally:
+        processor.shutdown()
+
+
+@pytest.mark.parametrize("tied_up_by", ["a table", "a long answer"])
+def test_an_answer_does_not_wait_behind_a_worker_tied_up(tmp_path, tied_up_by):
+    """The only worker follows a download that does not end, writing its table or answering
+    from it; an answer for a complete file meanwhile gets an extra worker (after
+    LONG_ANSWER_SECONDS behind an answer) instead of waiting for that download."""
+    import asyncio
+
+    from diskcache.processing import LONG_ANSWER_SECONDS, DownloadAbandoned, Processor
+
+    source = tmp_path / "a.sym"
+    source.write_text(SMALL_SYM)
+    download, marker = tmp_path / "slow.download", tmp_path / "slow.download.end"
+    download.write_bytes(b"MODULE Linux x86_64 0123456789ABCDEF0123456789ABCDEF0 slow.so\n")
+    processor = Processor(1)
+
+    async def meanwhile() -> float:
+        if tied_up_by == "a table":
+            stuck = processor.follow(download, marker, tmp_path / "slow.symtab", 60)
+            assert stuck is not None
+        else:
+            stuck = asyncio.ensure_future(processor.answer(download, [0x1004], follow=marker, timeout_seconds=60))
+        await asyncio.sleep(0.2)  # the worker has taken it
+        started = time.monotonic()
+        answer = await asyncio.wait_for(processor.answer(source, [0x1004]), 30)
+        waited = time.monotonic() - started
+        assert answer.frames[0x1004].function == "f"
+        assert not stuck.done(), "the download ended first; the test proves nothing"
+        marker.write_text("fail")
+        with pytest.raises(DownloadAbandoned):
+            await stuck
+        return waited
+
+    try:
+        processor.warm_up()
+        waited = asyncio.run(meanwhile())
+        assert len(processor._started) == 2  # the worker, and an extra one for the answer
+        assert waited < LONG_ANSWER_SECONDS + 10, f"the answer waited {waited:.1f}s"
+    finally:
+        processor.shutdown()
+
+
 def test_a_followed_download_gets_its_table_file_only_once_bytes_arrive(tmp_path):
     """A worker following a download creates the table only when the first bytes are there:
     a download that never starts (a 404, a store down) leaves no table file behind, and a
