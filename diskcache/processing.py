@@ -10,7 +10,6 @@ import nothing but the parser (a worker is about 15 MB before it reads a file).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import queue
 import subprocess
@@ -101,7 +100,7 @@ class _Worker:
     def call(self, request: dict[str, Any]) -> dict:
         assert self.process.stdin is not None and self.process.stdout is not None
         try:
-            self.process.stdin.write(json.dumps(request).encode() + b"\n")
+            self.process.stdin.write(jsonio.dumps(request) + b"\n")
             self.process.stdin.flush()
             reply = self.process.stdout.readline()
         except (BrokenPipeError, OSError) as error:

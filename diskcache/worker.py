@@ -19,7 +19,6 @@ complete .sym file (:mod:`diskcache.rawlookup`), without a table: ``{"module": {
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any, BinaryIO, Callable
 
 from diskcache.lru import discard, open_existing, open_new
 from diskcache.symfile import ModuleMismatch, NotASymbolFile, ProcessStats, process_symbol_file
+from symcommon import jsonio
 
 
 def _write_table(text: BinaryIO, destination: Path, debug_id: str | None = None,
@@ -60,6 +60,10 @@ def process_file(source: Path, destination: Path, debug_id: str | None = None,
         return _write_table(text, destination, debug_id, identity)
 
 
+#: A worker that has caught up with a download looks again after FIRST_POLL_SECONDS, then
+#: twice as long each time up to FOLLOW_POLL_SECONDS: a download on a fast network is only
+#: briefly behind (and its end is seen at once), one that drips costs few wake-ups.
+FIRST_POLL_SECONDS = 0.0005
 FOLLOW_POLL_SECONDS = 0.005
 PRIME_BYTES = 64 * 1024
 #: Without a limit on the command line: a worker whose memory stays above this many MB after
@@ -120,6 +124,7 @@ class FollowingReader:
         """``read_some(file)`` (bytes, or a count of bytes read) once it gives something, or
         at the end of the complete download (then b"" or 0, as it gave)."""
         deadline = time.monotonic() + self.timeout
+        pause = FIRST_POLL_SECONDS
         complete = False  # the end marker was seen before this read: no more data will come
         end: int | None = None
         while True:
@@ -143,7 +148,8 @@ class FollowingReader:
                 continue
             if time.monotonic() > deadline:
                 raise DownloadAbandoned(f"no data for {self.timeout:.0f}s")
-            time.sleep(FOLLOW_POLL_SECONDS)
+            time.sleep(pause)
+            pause = min(pause * 2, FOLLOW_POLL_SECONDS)
 
     def __enter__(self) -> FollowingReader:
         return self
@@ -214,7 +220,7 @@ def compact_frames(frames: dict[int, Any]) -> dict[str, list]:
 
 def handle(line: bytes) -> dict:
     try:
-        request = json.loads(line)
+        request = jsonio.loads(line)
         debug_id = request.get("debug_id")
         if "answer" in request:
             return answer(request)
@@ -268,8 +274,8 @@ def main(argv: list[str]) -> int:
         release_memory()
         if _rss_bytes() > retire_bytes:
             reply["retire"] = True
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+        sys.stdout.buffer.write(jsonio.dumps(reply) + b"\n")  # orjson: an answer can be 3,000 frames
+        sys.stdout.buffer.flush()
     return 0
 
 
