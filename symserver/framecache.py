@@ -131,6 +131,20 @@ class PlainBytesClient(memcache.Client):
         super().__init__(servers, unpickler=_refuse, decompressor=_refuse,
                          server_max_value_length=MAX_VALUE_BYTES, check_keys=False, **kwargs)
 
+    def _map_and_prefix_keys(self, key_iterable: Any, key_prefix: Any) -> tuple[dict, dict]:
+        """python-memcached's own maps key by key: a hash and a connection check each, 19% of
+        a cold profile's SymServer CPU for a get and a set of every frame.  With one server
+        (the usual set-up) every key goes to it: the check is made once.  Our keys are
+        frame_key()'s, ASCII.  A server down maps no key, as python-memcached's would."""
+        if len(self.servers) != 1 or key_prefix:
+            return super()._map_and_prefix_keys(key_iterable, key_prefix)
+        server = self.servers[0]
+        originals = list(key_iterable)
+        if not originals or not server.connect():
+            return {}, {}
+        encoded = [key.encode("ascii") if isinstance(key, str) else key for key in originals]
+        return {server: encoded}, dict(zip(encoded, originals))
+
     def _recv_value(self, server: Any, flags: int, rlen: int) -> bytes | None:
         if flags != 0 or not 0 <= rlen <= MAX_VALUE_BYTES:
             log.warning("memcached value refused (flags %d, %d bytes): a miss", flags, rlen)

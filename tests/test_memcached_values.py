@@ -387,3 +387,37 @@ def test_an_eviction_is_not_undone_by_a_store_still_on_its_way(make_trio, symbol
         assert raw_get(trio.memcached_port, frame_key(MODULE, 0x3100)) is None
     finally:
         relay.stop()
+
+
+def test_one_server_client_stores_and_reads_like_the_general_path(trio):
+    """With one memcached server, keys are mapped to it at once (not hashed key by key); what
+    is stored, read, refused and missed is the same as with python-memcached's mapping, which
+    two servers still use; a server down stores nothing and reads nothing."""
+    import memcache
+
+    from harness import free_port
+    from symserver.framecache import PlainBytesClient
+
+    server = f"127.0.0.1:{trio.memcached_port}"
+    module = ModuleId("libmapped.so", "0123456789ABCDEF0123456789ABCDEF0")
+    keys = [frame_key(module, offset) for offset in range(0, 3000, 7)]
+    values = {key: f"value {index}".encode() for index, key in enumerate(keys)}
+    raw_set(trio.memcached_port, keys[0], 1, b"pickled, says its flag")  # overwritten below
+
+    one = PlainBytesClient([server])
+    assert one.set_multi(values) == []
+    raw_set(trio.memcached_port, keys[1], 1, b"pickled, says its flag")  # refused on reading
+    absent = frame_key(module, 99999)
+    expected = {**values, keys[1]: None}  # (a value refused reads as None: FrameCache's miss)
+    assert one.get_multi(keys + [absent]) == expected
+
+    down = f"127.0.0.1:{free_port()}"
+    general = PlainBytesClient([server, down], dead_retry=30)
+    general_read = general.get_multi(keys + [absent])
+    assert general_read == expected  # every key went to the server that answers
+    assert general._map_and_prefix_keys(keys, "")[1] == one._map_and_prefix_keys(keys, "")[1]
+
+    nobody = PlainBytesClient([down], dead_retry=30)
+    assert nobody.get_multi(keys) == {}
+    assert sorted(nobody.set_multi(values)) == sorted(keys)
+    assert memcache.Client([down]).get_multi(keys) == {}  # as python-memcached's own
