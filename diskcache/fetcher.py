@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import SplitResult, urljoin, urlsplit
 
-from diskcache.lru import open_new
+from diskcache.cachefiles import open_new
 from symcommon.logs import printable
 from symcommon.modules import ModuleId
 

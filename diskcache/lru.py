@@ -7,8 +7,7 @@ cache's own ``.tmp`` directory, so a reader never sees one half-written, and eve
 derived from a validated :class:`ModuleId`, so nothing outside the directory is touched.
 
 Nothing in the cache directory is ever followed through a symbolic link: entries are
-examined with ``lstat``, files are opened with ``O_NOFOLLOW`` (:func:`open_new`,
-:func:`open_existing`), and a link found there is removed itself, never what it points to
+examined with ``lstat``, files are opened with ``O_NOFOLLOW`` (:mod:`diskcache.cachefiles`), and a link found there is removed itself, never what it points to
 (a ``.tmp`` linked to another directory once had that directory emptied at start).
 """
 
@@ -22,8 +21,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Callable
 
+from diskcache.cachefiles import discard, open_new
 from symcommon.logs import printable
 from symcommon.modules import InvalidModule, ModuleId
 
@@ -36,40 +36,6 @@ RAW = ".sym"
 LOCAL = ".localtab"
 KINDS = (TABLE, RAW, LOCAL)
 TOUCH_INTERVAL_SECONDS = 60.0
-
-
-def discard(path: Path) -> bool:
-    """Delete a file (a link itself, never its target) if it is there; a disk that refuses
-    (read-only, gone) is logged, not raised.  True if nothing is left at ``path``."""
-    try:
-        path.unlink(missing_ok=True)
-    except OSError as error:
-        log.warning("cannot delete %s: %s", printable(path), error.strerror or error)
-        return False
-    return True
-
-
-def open_new(path: Path, mode: str = "wb") -> BinaryIO:
-    """Create (or truncate) a file in the cache for writing; a symbolic link at ``path`` is
-    refused (ELOOP) instead of being written through."""
-    flags = os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-    flags |= os.O_RDWR if "+" in mode else os.O_WRONLY
-    descriptor = os.open(path, flags, 0o644)
-    try:
-        return os.fdopen(descriptor, mode)
-    except BaseException:
-        os.close(descriptor)
-        raise
-
-
-def open_existing(path: Path) -> BinaryIO:
-    """Open a file in the cache for reading; a symbolic link is refused (ELOOP), not followed."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        return os.fdopen(descriptor, "rb")
-    except BaseException:
-        os.close(descriptor)
-        raise
 
 
 def _lexists(path: Path) -> bool:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from diskcache.lru import discard
+from diskcache.cachefiles import discard
 from diskcache.symfile import ModuleMismatch, NotASymbolFile, ProcessStats
 from symcommon import jsonio
 from symcommon.frames import FrameInfo, InlineFrame

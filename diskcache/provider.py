@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
 from diskcache.fetcher import DownloadSlots, FetchResult, SymbolFetcher
-from diskcache.lru import LOCAL, RAW, TABLE, CacheEntry, DiskLRU, discard, open_new
+from diskcache.cachefiles import discard, open_new
+from diskcache.lru import LOCAL, RAW, TABLE, CacheEntry, DiskLRU
 from diskcache.processing import NeedsTable, ProcessingError, Processor, RawAnswer, SourceMissing
 from diskcache.symfile import ModuleMismatch, NotASymbolFile, ProcessStats
 from diskcache.tableformat import TableFormatError

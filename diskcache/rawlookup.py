@@ -27,7 +27,6 @@ does not imitate, so that rare file is answered from its table instead.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
@@ -44,7 +43,6 @@ from diskcache.symfile import KEYWORDS, LONG_LINE, ModuleMismatch, NotASymbolFil
 from diskcache.tablereader import SymbolTable
 from symcommon.frames import FrameInfo
 
-log = logging.getLogger("diskcache.rawlookup")
 
 CHUNK_BYTES = 4 * 1024 * 1024
 FIRST_CHUNK_BYTES = 64 * 1024

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 from diskcache import tableformat as fmt
-from diskcache.lru import open_existing
+from diskcache.cachefiles import open_existing
 from diskcache.symfile import BlockColumns, func_block_columns
 from symcommon.frames import FrameInfo, InlineFrame
 

@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import heapq
 import json
-import tempfile
 from array import array
 from bisect import bisect_left
 from itertools import accumulate, repeat
 from operator import add, itemgetter, le, lt
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
 from diskcache import tableformat as fmt
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 #: Pages compressed ahead of the writes; bounds the memory held by the pipeline.
 PAGES_IN_FLIGHT = 32
@@ -326,6 +327,10 @@ class TableWriter:
         self._spill_bytes = 0
         self._sink.write(b"\0" * fmt.HEADER_SIZE)
         self._offset = fmt.HEADER_SIZE
+        # (imported here, as tempfile below: a worker that only answers from .sym files
+        # never writes a table, and starts faster without them)
+        from concurrent.futures import ThreadPoolExecutor
+
         self._compressor = ThreadPoolExecutor(1, thread_name_prefix="table-compress")
         self._in_flight: deque[tuple[array, Future[bytes]]] = deque()
         self.funcs = _TableBuilder(self, with_aux=True)
@@ -351,6 +356,8 @@ class TableWriter:
     def spill(self, columns: list[array]) -> int:
         """Append index columns to the spill file; returns where they start."""
         if self._spill_file is None:
+            import tempfile
+
             self._spill_file = tempfile.TemporaryFile(prefix="spill.", dir=self._spill_dir)
         start = self._spill_bytes
         self._spill_file.seek(start)

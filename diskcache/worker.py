@@ -26,7 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-from diskcache.lru import discard, open_existing, open_new
+from diskcache.cachefiles import discard, open_existing, open_new
 from diskcache.symfile import ModuleMismatch, NotASymbolFile, ProcessStats, process_symbol_file
 from symcommon import jsonio
 

@@ -758,3 +758,18 @@ def test_a_followed_download_waits_for_a_whole_end_marker(tmp_path):
     marker.write_text("fail")
     with pytest.raises(DownloadAbandoned):
         FollowingReader(tmp_path / "never.download", marker, timeout_seconds=10).read(10)
+
+
+def test_a_worker_that_answers_imports_only_what_answering_needs():
+    """A worker is started in the middle of a burst of cold requests (an extra one, or one
+    replacing a worker that retired): what it imports is paid then.  The LRU, logging, the
+    thread pool and tempfile (the table writer's) are not needed to answer from a .sym."""
+    import subprocess
+    import sys
+
+    heavy = ("diskcache.lru", "logging", "concurrent.futures", "tempfile", "asyncio", "tornado")
+    probe = ("import sys, diskcache.worker, diskcache.rawlookup; "
+             f"print(' '.join(name for name in {heavy!r} if name in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).resolve().parent.parent, check=True)
+    assert result.stdout.split() == []
