@@ -31,7 +31,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 #: workers do not grow with every module they have processed.
 RETIRE_MB = 48
 #: An extra worker (see :meth:`Processor._take_worker`) is kept this long after its last file
-#: for the next one: starting a worker costs about 0.1 s of CPU, paid once per burst, not per file.
+#: for the next one: starting a worker costs about 50 ms of CPU, paid once per burst, not per file.
 SPARE_SECONDS = 30.0
 #: A worker answering for longer than this is tied up: an answer that finds no idle worker
 #: then gets an extra one (see :meth:`Processor._take_worker`) rather than waiting behind it.
@@ -162,7 +162,7 @@ class Processor:
 
     def warm_up(self) -> None:
         """Start the workers now rather than on the first cold module: starting one and
-        importing the parser costs about 0.1 s that a user would otherwise wait for."""
+        importing the parser costs about 50 ms that a user would otherwise wait for."""
         for _ in range(self._workers):
             worker = self._idle.get()
             self._idle.put(worker if worker is not None and worker.alive() else self._start())

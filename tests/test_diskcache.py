@@ -601,7 +601,7 @@ def test_a_worker_whose_memory_stays_high_is_replaced_after_its_file(tmp_path):
 def test_extra_workers_are_kept_for_the_next_file_not_started_per_file(tmp_path):
     """While the only worker follows a download, complete files get an extra worker; a burst
     of them is served by one extra process, not a process started (and its imports paid,
-    about 0.1 s of CPU) per file."""
+    about 50 ms of CPU) per file."""
     import asyncio
 
     import psutil
