@@ -7,8 +7,9 @@ cache's own ``.tmp`` directory, so a reader never sees one half-written, and eve
 derived from a validated :class:`ModuleId`, so nothing outside the directory is touched.
 
 Nothing in the cache directory is ever followed through a symbolic link: entries are
-examined with ``lstat``, files are opened with ``O_NOFOLLOW`` (:mod:`diskcache.cachefiles`), and a link found there is removed itself, never what it points to
-(a ``.tmp`` linked to another directory once had that directory emptied at start).
+examined with ``lstat``, files are opened with ``O_NOFOLLOW`` (:mod:`diskcache.cachefiles`),
+and a link found there is removed itself, never what it points to (a ``.tmp`` linked to
+another directory once had that directory emptied at start).
 """
 
 from __future__ import annotations

@@ -132,8 +132,8 @@ class PlainBytesClient(memcache.Client):
                          server_max_value_length=MAX_VALUE_BYTES, check_keys=False, **kwargs)
 
     def _map_and_prefix_keys(self, key_iterable: Any, key_prefix: Any) -> tuple[dict, dict]:
-        """python-memcached's own maps key by key: a hash and a connection check each, 19% of
-        a cold profile's SymServer CPU for a get and a set of every frame.  With one server
+        """python-memcached's own maps key by key, a hash and a connection check each: about
+        1 ms per 1,000 keys, paid for a get and a set of every cold frame.  With one server
         (the usual set-up) every key goes to it: the check is made once.  Our keys are
         frame_key()'s, ASCII.  A server down maps no key, as python-memcached's would."""
         if len(self.servers) != 1 or key_prefix:
