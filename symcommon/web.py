@@ -109,6 +109,19 @@ class ApiError(Exception):
         self.message = message
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (an IP address, or ``localhost``) is this machine; an IPv4 address
+    mapped into IPv6 counts as itself."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
+
+
 @tornado.web.stream_request_body
 class JsonHandler(tornado.web.RequestHandler):
     """A handler that speaks JSON, errors included, and tags each request with an id.
@@ -199,13 +212,7 @@ class JsonHandler(tornado.web.RequestHandler):
     def is_loopback_peer(self) -> bool:
         """Whether the TCP peer is this machine (headers such as X-Forwarded-For never count)."""
         address = self.request.connection.context.address  # type: ignore[union-attr]
-        host = address[0] if isinstance(address, tuple) else ""
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        mapped = getattr(ip, "ipv4_mapped", None)
-        return (mapped or ip).is_loopback
+        return isinstance(address, tuple) and is_loopback_host(address[0])
 
     def require_loopback(self) -> None:
         if not self.is_loopback_peer():

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from symcommon import jsonio
+from symcommon.web import is_loopback_host
 
 log = logging.getLogger("symserver.diskcache")
 
@@ -31,7 +31,8 @@ class DiskCacheClient:
         self._http = AsyncHTTPClient()
         #: gzip saves a network the answers' megabytes; on loopback it only costs both
         #: processes CPU (a whole cold profile's answers: about 20 ms of it).
-        self.compressed = not _is_loopback(address)
+        host = address.rpartition(":")[0].strip("[]") if ":" in address else address
+        self.compressed = not is_loopback_host(host)
 
     async def symbolicate(self, body: dict[str, Any], request_id: str,
                           debug: bool = False) -> dict[str, Any]:
@@ -75,14 +76,3 @@ class DiskCacheClient:
         except Exception:  # noqa: BLE001
             return False
         return True
-
-
-def _is_loopback(address: str) -> bool:
-    """Whether ``host:port`` names this machine: localhost or a loopback address."""
-    host = address.rpartition(":")[0].strip("[]") if ":" in address else address
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -268,6 +268,17 @@ def test_symserver_asks_a_diskcache_across_a_network_for_gzip(make_trio, symbol_
     print(f"SymServer <- DiskCache: {len(hop.response_body)} bytes on the wire for {len(raw)} bytes of JSON")
 
 
+@pytest.mark.parametrize("host, loopback", [
+    ("localhost", True), ("LocalHost", True), ("127.0.0.1", True), ("127.9.9.9", True), ("::1", True),
+    ("::ffff:127.0.0.1", True), ("10.0.0.1", False), ("::ffff:10.0.0.1", False), ("192.0.2.7", False),
+    ("2001:db8::1", False), ("symbols.example", False), ("", False)])
+def test_what_counts_as_this_machine(host, loopback):
+    """One rule for a debug request's peer and for a DiskCache address in the config."""
+    from symcommon.web import is_loopback_host
+
+    assert is_loopback_host(host) is loopback
+
+
 def test_symserver_asks_a_diskcache_on_loopback_for_plain_json(make_trio, symbol_store):
     """On loopback gzip would only cost both processes CPU (about 20 ms a cold profile)."""
     hop, answer = _diskcache_hop(make_trio, symbol_store, "127.0.0.1")
